@@ -1,0 +1,104 @@
+"""What crosses between the SQL stages, the detectors and the sinks: window aggregates and anomalies.
+
+Plain dataclasses with no Flink import. Field names match the SQL stages' column names, so a
+Flink ``Row`` converts with ``RouteWindow(**row.as_dict())``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+ROUTE_KINDS = ("spike", "drop", "silence", "error_surge", "latency_surge")
+CLIENT_KINDS = ("ip_burst", "ip_scan", "ip_auth_failures")
+KINDS = ROUTE_KINDS + CLIENT_KINDS
+UNMATCHED_ROUTE = "UNMATCHED"
+
+
+class Severity(str, Enum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteWindow:
+    """One sliding (HOP) window of one route: counts and latency."""
+
+    route: str
+    window_start: int  # epoch ms
+    window_end: int  # epoch ms
+    count: int
+    errors_4xx: int
+    errors_5xx: int
+    latency_mean: float
+    latency_max: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClientWindow:
+    """One tumbling window of one client IP, with the population's figures for the same window."""
+
+    client_ip: str
+    window_start: int
+    window_end: int
+    count: int
+    distinct_routes: int
+    unmatched: int
+    not_found: int
+    auth_failures: int
+    # The whole population of clients in this window (computed in SQL, identical on every row).
+    pop_clients: int
+    pop_mean_count: float
+    pop_std_count: float
+
+
+def iso_utc(epoch_ms: int) -> str:
+    """ISO-8601 UTC with milliseconds and a Z, sortable as text."""
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """DESIGN.md's anomaly record. Keys are deterministic so that a replay overwrites."""
+
+    kind: str
+    subject_type: str  # "route" | "client"
+    subject: str
+    window_start: int
+    window_end: int
+    observed: float
+    expected: float
+    score: float
+    severity: str
+    detected_at: int  # epoch ms
+    ttl: int  # epoch seconds
+
+    @property
+    def pk(self) -> str:
+        return f"{self.subject_type}#{self.subject}"
+
+    @property
+    def sk(self) -> str:
+        return f"{iso_utc(self.window_end)}#{self.kind}"
+
+    @property
+    def day(self) -> str:
+        """The ``by_day`` index's partition: window_end's UTC date (newest anomalies across subjects)."""
+        return iso_utc(self.window_end)[:10]
+
+    def to_record(self) -> dict[str, Any]:
+        """The item / JSON line: every DESIGN.md field plus ``day`` for the time index."""
+        record = {"pk": self.pk, "sk": self.sk, **asdict(self), "day": self.day}
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Anomaly:
+        fields = {name: record[name] for name in cls.__dataclass_fields__}
+        for name in ("window_start", "window_end", "detected_at", "ttl"):
+            fields[name] = int(fields[name])
+        for name in ("observed", "expected", "score"):
+            fields[name] = float(fields[name])
+        return cls(**fields)
