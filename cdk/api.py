@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import jsii
-from aws_cdk import AssetHashType, Duration, RemovalPolicy, Validations
+from aws_cdk import Annotations, AssetHashType, Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
@@ -70,16 +70,20 @@ class MonitoredApi(Construct):
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Pulse {settings.stage} API: put request events, read anomalies, write its logs",
         )
-        self.role.add_to_policy(iam.PolicyStatement(
-            sid="PutRequestEvents",
-            actions=["kinesis:PutRecord", "kinesis:PutRecords"],
-            resources=[ingest.stream.stream_arn],
-        ))
-        self.role.add_to_policy(iam.PolicyStatement(
-            sid="ReadAnomalies",
-            actions=["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
-            resources=[store.table.table_arn, store.index_arn],
-        ))
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PutRequestEvents",
+                actions=["kinesis:PutRecord", "kinesis:PutRecords"],
+                resources=[ingest.stream.stream_arn],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadAnomalies",
+                actions=["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
+                resources=[store.table.table_arn, store.index_arn],
+            )
+        )
         self.log_group.grant_write(self.role)
 
         self.function = lambda_.Function(
@@ -90,8 +94,9 @@ class MonitoredApi(Construct):
             runtime=RUNTIME,
             architecture=lambda_.Architecture.X86_64,  # the bundle holds manylinux2014_x86_64 wheels
             handler=HANDLER,
-            code=lambda_.Code.from_asset(str(bundle.path), asset_hash=bundle.asset_hash,
-                                         asset_hash_type=AssetHashType.CUSTOM),
+            code=lambda_.Code.from_asset(
+                str(bundle.path), asset_hash=bundle.asset_hash, asset_hash_type=AssetHashType.CUSTOM
+            ),
             memory_size=settings.lambda_memory_mb,
             timeout=Duration.seconds(settings.lambda_timeout_s),
             reserved_concurrent_executions=settings.lambda_reserved_concurrency,
@@ -107,9 +112,12 @@ class MonitoredApi(Construct):
         )
         # The function's first invocations need its permissions: create the policy before it.
         self.function.node.add_dependency(default_policy(self.role))
-        acknowledge(self.function, "AwsSolutions-L1",
-                    "Python 3.12 is the runtime the design fixes: the bundle carries cp312 wheels "
-                    "(pydantic-core), so a newer runtime needs a rebuilt bundle and its own tests")
+        acknowledge(
+            self.function,
+            "AwsSolutions-L1",
+            "Python 3.12 is the runtime the design fixes: the bundle carries cp312 wheels "
+            "(pydantic-core), so a newer runtime needs a rebuilt bundle and its own tests",
+        )
 
         target: lambda_.IFunction = self.function
         if settings.lambda_provisioned_concurrency:
@@ -133,25 +141,29 @@ class MonitoredApi(Construct):
             http_api=self.http_api,
             stage_name="$default",
             auto_deploy=True,
-            throttle=apigwv2.ThrottleSettings(rate_limit=settings.api_rate_limit,
-                                             burst_limit=settings.api_burst_limit),
+            throttle=apigwv2.ThrottleSettings(rate_limit=settings.api_rate_limit, burst_limit=settings.api_burst_limit),
             access_log_settings=_AccessLogSettings(
                 apigwv2.LogGroupLogDestination(self.access_logs),
                 apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
             ),
         )
-        acknowledge(self.http_api, "AwsSolutions-APIG4",
-                    "The catch-all route is the monitored service itself, public by design; access control "
-                    "for its own endpoints is the app's concern. /monitoring/* uses IAM unless monitoringAuth=none")
+        acknowledge(
+            self.http_api,
+            "AwsSolutions-APIG4",
+            "The catch-all route is the monitored service itself, public by design; access control "
+            "for its own endpoints is the app's concern. /monitoring/* uses IAM unless monitoringAuth=none",
+        )
         if settings.monitoring_auth == "iam":
             iam_authorizer = authorizers.HttpIamAuthorizer()
             for path in MONITORING_PATHS:
-                self.http_api.add_routes(path=path, methods=[apigwv2.HttpMethod.ANY], integration=integration,
-                                         authorizer=iam_authorizer)
+                self.http_api.add_routes(
+                    path=path, methods=[apigwv2.HttpMethod.ANY], integration=integration, authorizer=iam_authorizer
+                )
         else:
-            Validations.of(self).add_warning(
+            Annotations.of(self).add_warning_v2(
                 "pulse:monitoring-public",
-                "monitoringAuth=none: /monitoring/anomalies (client IPs) is readable by anyone on the internet")
+                "monitoringAuth=none: /monitoring/anomalies (client IPs) is readable by anyone on the internet",
+            )
 
     @property
     def url(self) -> str:

@@ -28,24 +28,42 @@ MIN_PAUSE_BETWEEN_CHECKPOINTS_MS = 5_000
 def job_property_groups(settings: PulseSettings, stream_arn: str, table_name: str, region: str) -> list[dict[str, Any]]:
     """The job's own property groups, rendered by flink_app's JobConfig (the only place names live).
 
-    ``settings.job_properties`` may tune any group; the stream, table and region always come from
-    this stack. Values may be CloudFormation tokens: they are plain strings to pydantic.
+    ``settings.job_properties`` may tune any group; where the job reads and writes (kind, stream,
+    table, region, no emulator endpoint) always comes from this stack. Values may be CloudFormation
+    tokens: they are plain strings to pydantic.
     """
     tuned = JobConfig.from_property_groups(
         {"PropertyGroupId": group, "PropertyMap": keys} for group, keys in settings.job_properties.items()
     )
-    source = SourceConfig.model_validate({
-        **tuned.source.model_dump(), "kind": SourceKind.KINESIS, "stream_arn": stream_arn, "region": region,
-        "endpoint": None,
-    })
-    sink = SinkConfig.model_validate({
-        **tuned.sink.model_dump(), "kind": SinkKind.DYNAMODB, "table_name": table_name, "region": region,
-        "endpoint": None, "path": None,
-    })
+    source = SourceConfig.model_validate(
+        {
+            **tuned.source.model_dump(),
+            "kind": SourceKind.KINESIS,
+            "stream_arn": stream_arn,
+            "region": region,
+            "endpoint": None,
+            "path": None,
+            "monitor_interval_s": None,
+        }
+    )
+    sink = SinkConfig.model_validate(
+        {
+            **tuned.sink.model_dump(),
+            "kind": SinkKind.DYNAMODB,
+            "table_name": table_name,
+            "region": region,
+            "endpoint": None,
+            "path": None,
+        }
+    )
     # Managed Flink owns parallelism (autoscaling); the job must not pin its own.
-    job = JobRuntimeConfig.model_validate({
-        **tuned.job.model_dump(), "checkpoint_interval_s": settings.flink_checkpoint_interval_s, "parallelism": None,
-    })
+    job = JobRuntimeConfig.model_validate(
+        {
+            **tuned.job.model_dump(),
+            "checkpoint_interval_s": settings.flink_checkpoint_interval_s,
+            "parallelism": None,
+        }
+    )
     config = JobConfig(source=source, sink=sink, windows=tuned.windows, job=job, detect=tuned.detect)
     return config.to_property_groups()
 
@@ -65,19 +83,30 @@ class Detector(Construct):
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         self.application_name = f"{settings.prefix}-detector"
-        application_arn = stack.format_arn(service="kinesisanalytics", resource="application",
-                                           resource_name=self.application_name)
+        application_arn = stack.format_arn(
+            service="kinesisanalytics", resource="application", resource_name=self.application_name
+        )
         self.code = s3_assets.Asset(self, "Code", path=str(flink_zip))
 
         self.log_group = logs.LogGroup(
-            self, "Logs", retention=settings.log_retention,
+            self,
+            "Logs",
+            retention=settings.log_retention,
             removal_policy=RemovalPolicy.RETAIN if settings.retains_data else RemovalPolicy.DESTROY,
         )
-        log_stream = logs.LogStream(self, "LogStream", log_group=self.log_group, log_stream_name=LOG_STREAM,
-                                    removal_policy=RemovalPolicy.DESTROY)
-        log_stream_arn = stack.format_arn(service="logs", resource="log-group",
-                                          resource_name=f"{self.log_group.log_group_name}:log-stream:{LOG_STREAM}",
-                                          arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        log_stream = logs.LogStream(
+            self,
+            "LogStream",
+            log_group=self.log_group,
+            log_stream_name=LOG_STREAM,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        log_stream_arn = stack.format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=f"{self.log_group.log_group_name}:log-stream:{LOG_STREAM}",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
 
         self.role = iam.Role(
             self,
@@ -92,27 +121,49 @@ class Detector(Construct):
             ),
         )
         statements = [
-            iam.PolicyStatement(sid="ReadApplicationCode", actions=["s3:GetObject", "s3:GetObjectVersion"],
-                                resources=[self.code.bucket.arn_for_objects(self.code.s3_object_key)]),
-            iam.PolicyStatement(sid="ReadRequestEvents",
-                                actions=["kinesis:DescribeStreamSummary", "kinesis:ListShards",
-                                         "kinesis:GetShardIterator", "kinesis:GetRecords"],
-                                resources=[ingest.stream.stream_arn]),
-            iam.PolicyStatement(sid="WriteAnomalies", actions=["dynamodb:BatchWriteItem"],
-                                resources=[store.table.table_arn]),
-            iam.PolicyStatement(sid="ListLogGroups", actions=["logs:DescribeLogGroups"],
-                                resources=[stack.format_arn(service="logs", resource="log-group", resource_name="*",
-                                                            arn_format=ArnFormat.COLON_RESOURCE_NAME)]),
-            iam.PolicyStatement(sid="ListLogStreams", actions=["logs:DescribeLogStreams"],
-                                resources=[self.log_group.log_group_arn]),
+            iam.PolicyStatement(
+                sid="ReadApplicationCode",
+                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[self.code.bucket.arn_for_objects(self.code.s3_object_key)],
+            ),
+            iam.PolicyStatement(
+                sid="ReadRequestEvents",
+                actions=[
+                    "kinesis:DescribeStreamSummary",
+                    "kinesis:ListShards",
+                    "kinesis:GetShardIterator",
+                    "kinesis:GetRecords",
+                ],
+                resources=[ingest.stream.stream_arn],
+            ),
+            iam.PolicyStatement(
+                sid="WriteAnomalies", actions=["dynamodb:BatchWriteItem"], resources=[store.table.table_arn]
+            ),
+            iam.PolicyStatement(
+                sid="ListLogGroups",
+                actions=["logs:DescribeLogGroups"],
+                resources=[
+                    stack.format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name="*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="ListLogStreams", actions=["logs:DescribeLogStreams"], resources=[self.log_group.log_group_arn]
+            ),
             iam.PolicyStatement(sid="WriteLogs", actions=["logs:PutLogEvents"], resources=[log_stream_arn]),
         ]
         for statement in statements:
             self.role.add_to_policy(statement)
-        acknowledge(self.role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
-                               "<AWS::AccountId>:log-group:*]",
-                    "Managed Flink lists log groups when it attaches CloudWatch logging; DescribeLogGroups "
-                    "has no resource-level scoping beyond the account's log-group:* ARN")
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:*]",
+            "Managed Flink lists log groups when it attaches CloudWatch logging; DescribeLogGroups "
+            "has no resource-level scoping beyond the account's log-group:* ARN",
+        )
 
         self.property_groups = [
             {"PropertyGroupId": RUN_OPTIONS_GROUP, "PropertyMap": dict(RUN_OPTIONS)},
@@ -151,7 +202,9 @@ class Detector(Construct):
                         min_pause_between_checkpoints=MIN_PAUSE_BETWEEN_CHECKPOINTS_MS,
                     ),
                     monitoring_configuration=flink.CfnApplication.MonitoringConfigurationProperty(
-                        configuration_type="CUSTOM", log_level=settings.flink_log_level, metrics_level="APPLICATION",
+                        configuration_type="CUSTOM",
+                        log_level=settings.flink_log_level,
+                        metrics_level="APPLICATION",
                     ),
                     parallelism_configuration=flink.CfnApplication.ParallelismConfigurationProperty(
                         configuration_type="CUSTOM",
@@ -188,4 +241,3 @@ class Detector(Construct):
             ),
         )
         self.logging.node.add_dependency(log_stream)
-

@@ -40,7 +40,8 @@ def resolve_flink_zip(
         if path or not build_if_missing:
             raise FlinkArtifactError(
                 f"Flink zip {zip_path} does not exist: run `make package` (builds dist/pulse-flink.zip with Maven "
-                "and the connector JAR) or pass -c flinkZip=PATH")
+                "and the connector JAR) or pass -c flinkZip=PATH"
+            )
         _build(zip_path, build_command, cwd)
     check_flink_zip(zip_path)
     return zip_path
@@ -57,7 +58,8 @@ def check_flink_zip(zip_path: Path) -> None:
     if missing:
         raise FlinkArtifactError(
             f"{zip_path} lacks {', '.join(missing)}, which the {RUN_OPTIONS_GROUP} property group names; "
-            "rebuild it with `make package`")
+            "rebuild it with `make package`"
+        )
 
 
 def _build(zip_path: Path, command: Sequence[str], cwd: Path) -> None:
@@ -67,6 +69,7 @@ def _build(zip_path: Path, command: Sequence[str], cwd: Path) -> None:
     if result.returncode != 0:
         raise FlinkArtifactError(
             f"`{' '.join(command)}` failed (exit {result.returncode}) while building the missing {zip_path}; "
-            "fix the build (it needs Maven for the connector JAR) or pass -c flinkZip=PATH")
+            "fix the build (it needs Maven for the connector JAR) or pass -c flinkZip=PATH"
+        )
     if not zip_path.exists():
         raise FlinkArtifactError(f"`{' '.join(command)}` succeeded but did not produce {zip_path}")

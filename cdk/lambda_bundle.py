@@ -30,9 +30,12 @@ from cdk import PROJECT_ROOT
 # What the FastAPI app imports at run time; versions come from requirements.txt (one version each).
 LAMBDA_REQUIREMENTS = ("fastapi", "starlette", "mangum", "pydantic", "pydantic-settings")
 PIP_PLATFORM_ARGS = (
-    "--platform", "manylinux2014_x86_64",
-    "--implementation", "cp",
-    "--python-version", "3.12",
+    "--platform",
+    "manylinux2014_x86_64",
+    "--implementation",
+    "cp",
+    "--python-version",
+    "3.12",
     "--only-binary=:all:",
 )
 PACKAGE = "lambda_api"
@@ -78,11 +81,17 @@ def build_bundle(
     if not (source / "__init__.py").is_file():
         raise BundleError(f"{source} is not a Python package (no __init__.py): the Lambda handler lives there")
     requirements = pinned_requirements(requirements_file)
-    deps_key = _digest(json.dumps({"requirements": requirements, "pip": PIP_PLATFORM_ARGS,
-                                   "constraints": requirements_file.read_text()}, sort_keys=True).encode())
+    deps_key = _digest(
+        json.dumps(
+            {"requirements": requirements, "pip": PIP_PLATFORM_ARGS, "constraints": requirements_file.read_text()},
+            sort_keys=True,
+        ).encode()
+    )
     cache.mkdir(parents=True, exist_ok=True)
-    deps = _cached(cache / f"deps-{deps_key[:16]}",
-                   lambda target: _install(requirements, requirements_file, target, run_pip or _run_pip))
+    deps = _cached(
+        cache / f"deps-{deps_key[:16]}",
+        lambda target: _install(requirements, requirements_file, target, run_pip or _run_pip),
+    )
     bundle_key = _digest(deps_key.encode() + _tree_digest(source).encode())
     bundle = _cached(cache / f"bundle-{bundle_key[:16]}", lambda target: _assemble(deps, source, target))
     _prune(cache, keep={deps.name, bundle.name})
@@ -90,22 +99,41 @@ def build_bundle(
 
 
 def _install(requirements: Sequence[str], constraints: Path, target: Path, run_pip: PipRunner) -> None:
-    run_pip([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-             *PIP_PLATFORM_ARGS, "--target", str(target), "--constraint", str(constraints), *requirements])
+    run_pip(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",
+            *PIP_PLATFORM_ARGS,
+            "--target",
+            str(target),
+            "--constraint",
+            str(constraints),
+            *requirements,
+        ]
+    )
     # Console scripts are useless in Lambda and carry the build host's interpreter path.
     shutil.rmtree(target / "bin", ignore_errors=True)
     for unwanted in ("boto3", "botocore"):
         if (target / unwanted).exists():
-            raise BundleError(f"{unwanted} was pulled into the Lambda bundle by a dependency; pin it on purpose "
-                              "or drop the dependency that needs it")
+            raise BundleError(
+                f"{unwanted} was pulled into the Lambda bundle by a dependency; pin it on purpose "
+                "or drop the dependency that needs it"
+            )
 
 
 def _run_pip(command: Sequence[str]) -> None:
     result = subprocess.run(list(command), capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise BundleError("pip could not install the Lambda dependencies for manylinux2014_x86_64/cp312 "
-                          f"(exit {result.returncode}); it needs PyPI, or PIP_NO_INDEX=1 with PIP_FIND_LINKS "
-                          f"pointing at a wheelhouse.\n{result.stderr.strip()[-2000:]}")
+        raise BundleError(
+            "pip could not install the Lambda dependencies for manylinux2014_x86_64/cp312 "
+            f"(exit {result.returncode}); it needs PyPI, or PIP_NO_INDEX=1 with PIP_FIND_LINKS "
+            f"pointing at a wheelhouse.\n{result.stderr.strip()[-2000:]}"
+        )
 
 
 def _assemble(deps: Path, source: Path, target: Path) -> None:

@@ -75,8 +75,13 @@ class Observability(Construct):
         app = detector.application_name
 
         def flink_metric(name: str, statistic: str, period: Duration = one_minute) -> cloudwatch.Metric:
-            return cloudwatch.Metric(namespace=FLINK_NAMESPACE, metric_name=name,
-                                     dimensions_map={"Application": app}, statistic=statistic, period=period)
+            return cloudwatch.Metric(
+                namespace=FLINK_NAMESPACE,
+                metric_name=name,
+                dimensions_map={"Application": app},
+                statistic=statistic,
+                period=period,
+            )
 
         self.records_lag = cloudwatch.MathExpression(
             # Metrics Insights: the source reports millisBehindLatest with per-stream/shard dimensions
@@ -96,38 +101,76 @@ class Observability(Construct):
             period=five_minutes,
         )
         specs = [
-            AlarmSpec("stream-iterator-age",
-                      "The detector reads the stream more than a minute behind: it is down, slow or under-scaled.",
-                      stream.metric_get_records_iterator_age_milliseconds(statistic="Maximum", period=one_minute),
-                      ITERATOR_AGE_MS, evaluation_periods=5),
-            AlarmSpec("stream-write-throttles",
-                      "Kinesis rejected writes from the API (throughput exceeded); events fall back to the log.",
-                      stream.metric_write_provisioned_throughput_exceeded(statistic="Sum", period=one_minute),
-                      0, evaluation_periods=5, datapoints_to_alarm=3),
-            AlarmSpec("api-lambda-errors", "The API function crashed or timed out (unhandled invocation errors).",
-                      function.metric_errors(statistic="Sum", period=five_minutes), 0),
-            AlarmSpec("api-lambda-throttles", "The API function hit its concurrency limit; requests were refused.",
-                      function.metric_throttles(statistic="Sum", period=five_minutes), 0),
-            AlarmSpec("api-lambda-duration",
-                      "p99 duration of the API function is above 80% of its timeout.",
-                      function.metric_duration(statistic="p99", period=five_minutes),
-                      settings.lambda_timeout_s * 1000 * DURATION_SHARE_OF_TIMEOUT, evaluation_periods=3),
-            AlarmSpec("api-5xx", f"The HTTP API answered 5xx more than {API_5XX_PER_5_MIN} times in 5 minutes.",
-                      api.http_api.metric_server_error(statistic="Sum", period=five_minutes), API_5XX_PER_5_MIN),
-            AlarmSpec("undelivered-events",
-                      "The API logged request events it could not deliver to Kinesis (structured fallback lines).",
-                      self.undelivered, 0),
-            AlarmSpec("flink-downtime",
-                      "The detector is not running (restarting, failed, or never started after a deploy).",
-                      flink_metric("downtime", "Maximum"), 0, evaluation_periods=3,
-                      missing=cloudwatch.TreatMissingData.BREACHING),
-            AlarmSpec("flink-checkpoint-failures",
-                      "The detector failed a checkpoint since its last start; its state may not be recoverable.",
-                      flink_metric("numberOfFailedCheckpoints", "Maximum", five_minutes), 0),
-            AlarmSpec("flink-records-lag", "The detector is more than a minute behind the head of the stream.",
-                      self.records_lag, RECORDS_LAG_MS, evaluation_periods=5),
-            AlarmSpec("table-throttles", "DynamoDB throttled reads or writes of the anomaly table.",
-                      table_throttles, 0),
+            AlarmSpec(
+                "stream-iterator-age",
+                "The detector reads the stream more than a minute behind: it is down, slow or under-scaled.",
+                stream.metric_get_records_iterator_age_milliseconds(statistic="Maximum", period=one_minute),
+                ITERATOR_AGE_MS,
+                evaluation_periods=5,
+            ),
+            AlarmSpec(
+                "stream-write-throttles",
+                "Kinesis rejected writes from the API (throughput exceeded); events fall back to the log.",
+                stream.metric_write_provisioned_throughput_exceeded(statistic="Sum", period=one_minute),
+                0,
+                evaluation_periods=5,
+                datapoints_to_alarm=3,
+            ),
+            AlarmSpec(
+                "api-lambda-errors",
+                "The API function crashed or timed out (unhandled invocation errors).",
+                function.metric_errors(statistic="Sum", period=five_minutes),
+                0,
+            ),
+            AlarmSpec(
+                "api-lambda-throttles",
+                "The API function hit its concurrency limit; requests were refused.",
+                function.metric_throttles(statistic="Sum", period=five_minutes),
+                0,
+            ),
+            AlarmSpec(
+                "api-lambda-duration",
+                "p99 duration of the API function is above 80% of its timeout.",
+                function.metric_duration(statistic="p99", period=five_minutes),
+                settings.lambda_timeout_s * 1000 * DURATION_SHARE_OF_TIMEOUT,
+                evaluation_periods=3,
+            ),
+            AlarmSpec(
+                "api-5xx",
+                f"The HTTP API answered 5xx more than {API_5XX_PER_5_MIN} times in 5 minutes.",
+                api.http_api.metric_server_error(statistic="Sum", period=five_minutes),
+                API_5XX_PER_5_MIN,
+            ),
+            AlarmSpec(
+                "undelivered-events",
+                "The API logged request events it could not deliver to Kinesis (structured fallback lines).",
+                self.undelivered,
+                0,
+            ),
+            AlarmSpec(
+                "flink-downtime",
+                "The detector is not running (restarting, failed, or never started after a deploy).",
+                flink_metric("downtime", "Maximum"),
+                0,
+                evaluation_periods=3,
+                missing=cloudwatch.TreatMissingData.BREACHING,
+            ),
+            AlarmSpec(
+                "flink-checkpoint-failures",
+                "The detector failed a checkpoint since its last start; its state may not be recoverable.",
+                flink_metric("numberOfFailedCheckpoints", "Maximum", five_minutes),
+                0,
+            ),
+            AlarmSpec(
+                "flink-records-lag",
+                "The detector is more than a minute behind the head of the stream.",
+                self.records_lag,
+                RECORDS_LAG_MS,
+                evaluation_periods=5,
+            ),
+            AlarmSpec(
+                "table-throttles", "DynamoDB throttled reads or writes of the anomaly table.", table_throttles, 0
+            ),
         ]
         self.alarms = {spec.name: self._alarm(settings, spec) for spec in specs}
 
@@ -141,35 +184,66 @@ class Observability(Construct):
 
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{settings.prefix}-overview")
         self.dashboard.add_widgets(
-            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=24, height=3))
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=24, height=3)
+        )
         self.dashboard.add_widgets(
-            _graph("API requests and errors", [api.http_api.metric_count(statistic="Sum", period=one_minute),
-                                               api.http_api.metric_client_error(statistic="Sum", period=one_minute),
-                                               api.http_api.metric_server_error(statistic="Sum", period=one_minute)]),
-            _graph("API latency (ms)", [api.http_api.metric_latency(statistic="p50", period=one_minute),
-                                        api.http_api.metric_latency(statistic="p99", period=one_minute)]),
-            _graph("Lambda", [function.metric_invocations(statistic="Sum", period=one_minute),
-                              function.metric_errors(statistic="Sum", period=one_minute),
-                              function.metric_throttles(statistic="Sum", period=one_minute)]),
+            _graph(
+                "API requests and errors",
+                [
+                    api.http_api.metric_count(statistic="Sum", period=one_minute),
+                    api.http_api.metric_client_error(statistic="Sum", period=one_minute),
+                    api.http_api.metric_server_error(statistic="Sum", period=one_minute),
+                ],
+            ),
+            _graph(
+                "API latency (ms)",
+                [
+                    api.http_api.metric_latency(statistic="p50", period=one_minute),
+                    api.http_api.metric_latency(statistic="p99", period=one_minute),
+                ],
+            ),
+            _graph(
+                "Lambda",
+                [
+                    function.metric_invocations(statistic="Sum", period=one_minute),
+                    function.metric_errors(statistic="Sum", period=one_minute),
+                    function.metric_throttles(statistic="Sum", period=one_minute),
+                ],
+            ),
             _graph("Undelivered events", [self.undelivered]),
         )
         self.dashboard.add_widgets(
             _graph("Stream: records in", [stream.metric_incoming_records(statistic="Sum", period=one_minute)]),
-            _graph("Stream: iterator age (ms)",
-                   [stream.metric_get_records_iterator_age_milliseconds(statistic="Maximum", period=one_minute)]),
-            _graph("Stream: write throttles",
-                   [stream.metric_write_provisioned_throughput_exceeded(statistic="Sum", period=one_minute)]),
+            _graph(
+                "Stream: iterator age (ms)",
+                [stream.metric_get_records_iterator_age_milliseconds(statistic="Maximum", period=one_minute)],
+            ),
+            _graph(
+                "Stream: write throttles",
+                [stream.metric_write_provisioned_throughput_exceeded(statistic="Sum", period=one_minute)],
+            ),
             _graph("Flink: records lag (ms)", [self.records_lag]),
         )
         self.dashboard.add_widgets(
-            _graph("Flink: downtime and restarts", [flink_metric("downtime", "Maximum"),
-                                                    flink_metric("numRestarts", "Maximum")]),
-            _graph("Flink: checkpoints", [flink_metric("numberOfFailedCheckpoints", "Maximum"),
-                                          flink_metric("lastCheckpointDuration", "Maximum")]),
-            _graph("Flink: KPUs and CPU", [flink_metric("KPUs", "Maximum"),
-                                           flink_metric("containerCPUUtilization", "Maximum")]),
-            _graph("Anomaly table", [table.metric_consumed_write_capacity_units(statistic="Sum", period=one_minute),
-                                     table_throttles]),
+            _graph(
+                "Flink: downtime and restarts",
+                [flink_metric("downtime", "Maximum"), flink_metric("numRestarts", "Maximum")],
+            ),
+            _graph(
+                "Flink: checkpoints",
+                [
+                    flink_metric("numberOfFailedCheckpoints", "Maximum"),
+                    flink_metric("lastCheckpointDuration", "Maximum"),
+                ],
+            ),
+            _graph(
+                "Flink: KPUs and CPU",
+                [flink_metric("KPUs", "Maximum"), flink_metric("containerCPUUtilization", "Maximum")],
+            ),
+            _graph(
+                "Anomaly table",
+                [table.metric_consumed_write_capacity_units(statistic="Sum", period=one_minute), table_throttles],
+            ),
         )
 
     def _alarm_topic(self, settings: PulseSettings) -> sns.Topic:
@@ -187,14 +261,22 @@ class Observability(Construct):
             pending_window=Duration.days(7),
             removal_policy=RemovalPolicy.DESTROY,
         )
-        key.add_to_resource_policy(iam.PolicyStatement(
-            sid="CloudWatchAlarmsPublishToEncryptedTopic",
-            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-            actions=["kms:Decrypt", "kms:GenerateDataKey"],
-            resources=["*"],  # in a key policy, "*" means this key
-        ))
-        return sns.Topic(self, "AlarmTopic", topic_name=f"{settings.prefix}-alarms",
-                         display_name=f"Pulse {settings.stage} alarms", master_key=key, enforce_ssl=True)
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsPublishToEncryptedTopic",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],  # in a key policy, "*" means this key
+            )
+        )
+        return sns.Topic(
+            self,
+            "AlarmTopic",
+            topic_name=f"{settings.prefix}-alarms",
+            display_name=f"Pulse {settings.stage} alarms",
+            master_key=key,
+            enforce_ssl=True,
+        )
 
     def _alarm(self, settings: PulseSettings, spec: AlarmSpec) -> cloudwatch.Alarm:
         return cloudwatch.Alarm(

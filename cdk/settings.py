@@ -17,10 +17,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 # CloudWatch Logs accepts only these retention periods (days).
 _RETENTION = {
-    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
-    60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
-    365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS",
-    1827: "FIVE_YEARS", 2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+    1: "ONE_DAY",
+    3: "THREE_DAYS",
+    5: "FIVE_DAYS",
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    60: "TWO_MONTHS",
+    90: "THREE_MONTHS",
+    120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+    400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS",
+    731: "TWO_YEARS",
+    1096: "THREE_YEARS",
+    1827: "FIVE_YEARS",
+    2192: "SIX_YEARS",
+    2557: "SEVEN_YEARS",
+    2922: "EIGHT_YEARS",
+    3288: "NINE_YEARS",
     3653: "TEN_YEARS",
 }
 LOG_RETENTION_DAYS = tuple(_RETENTION)
@@ -77,15 +94,21 @@ class PulseSettings(BaseModel):
     def _stringify_properties(cls, value: Any) -> Any:
         # Managed Flink property values are strings; accept numbers and booleans from cdk.json.
         if isinstance(value, Mapping):
-            return {group: {key: _as_property(item) for key, item in (keys or {}).items()}
-                    if isinstance(keys, Mapping) else keys
-                    for group, keys in value.items()}
+            return {
+                group: {key: _as_property(item) for key, item in (keys or {}).items()}
+                if isinstance(keys, Mapping)
+                else keys
+                for group, keys in value.items()
+            }
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> PulseSettings:
-        if (self.lambda_provisioned_concurrency and self.lambda_reserved_concurrency
-                and self.lambda_provisioned_concurrency > self.lambda_reserved_concurrency):
+        if (
+            self.lambda_provisioned_concurrency
+            and self.lambda_reserved_concurrency
+            and self.lambda_provisioned_concurrency > self.lambda_reserved_concurrency
+        ):
             raise ValueError("lambdaProvisionedConcurrency cannot exceed lambdaReservedConcurrency")
         return self
 

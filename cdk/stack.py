@@ -28,8 +28,9 @@ class PulseStack(Stack):
         flink_zip: Path,
         **kwargs: Any,
     ) -> None:
-        super().__init__(scope, settings.prefix, description=f"Pulse ({settings.stage}): real-time API monitoring",
-                         **kwargs)
+        super().__init__(
+            scope, settings.prefix, description=f"Pulse ({settings.stage}): real-time API monitoring", **kwargs
+        )
         Tags.of(self).add("project", "pulse")
         Tags.of(self).add("stage", settings.stage)
 
@@ -37,8 +38,9 @@ class PulseStack(Stack):
         self.store = AnomalyStore(self, "AnomalyStore", settings)
         self.api = MonitoredApi(self, "Api", settings, lambda_bundle, self.ingest, self.store)
         self.detector = Detector(self, "Detector", settings, flink_zip, self.ingest, self.store)
-        self.observability = Observability(self, "Observability", settings, self.api, self.ingest, self.store,
-                                           self.detector)
+        self.observability = Observability(
+            self, "Observability", settings, self.api, self.ingest, self.store, self.detector
+        )
 
         outputs = {
             "ApiUrl": (self.api.url, "Base URL of the monitored API"),

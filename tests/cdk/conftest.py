@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cdk.synthesis import STAGE, VARIANT_CONTEXT, Synthesis, nag_findings, stand_in_flink_zip
+from tests.cdk.synthesis import STAGE, VARIANT_CONTEXT, Synthesis, stand_in_flink_zip, validation_findings
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
@@ -37,23 +37,33 @@ def default_synth(tmp_path_factory: pytest.TempPathFactory, flink_zip: Path) -> 
         if "ValidationFailed" not in str(error):
             raise
     template = json.loads((outdir / f"pulse-{STAGE}.template.json").read_text())
-    return Synthesis(template=template, findings=nag_findings(outdir), outdir=outdir, app=app)
+    return Synthesis(template=template, findings=validation_findings(outdir), outdir=outdir, app=app)
 
 
 @pytest.fixture(scope="session")
 def variant_synth(tmp_path_factory: pytest.TempPathFactory, flink_zip: Path) -> Synthesis:
     """Every option switched on, through the real entry point: `python app.py -c key=value ...`."""
     workdir = tmp_path_factory.mktemp("cdk-variant")
-    arguments = [item for key, value in {**VARIANT_CONTEXT, "flinkZip": str(flink_zip)}.items()
-                 for item in ("-c", f"{key}={value}")]
+    arguments = [
+        item
+        for key, value in {**VARIANT_CONTEXT, "flinkZip": str(flink_zip)}.items()
+        for item in ("-c", f"{key}={value}")
+    ]
     environment = {key: value for key, value in os.environ.items() if not key.startswith("CDK_")}
-    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "app.py"), *arguments], cwd=workdir,
-                            env=environment, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "app.py"), *arguments],
+        cwd=workdir,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     outdir = workdir / "cdk.out"
     template_file = outdir / "pulse-prod.template.json"
     assert template_file.exists(), f"app.py wrote no template (exit {result.returncode}):\n{result.stderr[-3000:]}"
-    synthesis = Synthesis(template=json.loads(template_file.read_text()), findings=nag_findings(outdir),
-                          outdir=outdir)
+    synthesis = Synthesis(
+        template=json.loads(template_file.read_text()), findings=validation_findings(outdir), outdir=outdir
+    )
     if result.returncode != 0 and not synthesis.findings:
         pytest.fail(f"app.py failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
     return synthesis

@@ -22,6 +22,8 @@ from aws_cdk import App
 from cdk.flink_artifact import RUN_OPTIONS
 
 STAGE = "test"
+NAG_PLUGIN = "AwsSolutions"
+ANNOTATIONS_PLUGIN = "Construct Annotations"
 # The second configuration: everything optional switched on, through `python app.py -c ...`.
 VARIANT_CONTEXT = {
     "stage": "prod",
@@ -47,8 +49,9 @@ class Synthesis:
     app: App | None = None
 
     def resources(self, resource_type: str) -> dict[str, dict[str, Any]]:
-        return {name: resource for name, resource in self.template["Resources"].items()
-                if resource["Type"] == resource_type}
+        return {
+            name: resource for name, resource in self.template["Resources"].items() if resource["Type"] == resource_type
+        }
 
     def only(self, resource_type: str) -> dict[str, Any]:
         found = self.resources(resource_type)
@@ -61,14 +64,16 @@ class Synthesis:
         return next(iter(found))
 
 
-def nag_findings(outdir: Path) -> list[str]:
-    """Unacknowledged cdk-nag findings as ``rule at path`` lines (empty when the report has none)."""
+def validation_findings(outdir: Path, plugin: str = NAG_PLUGIN) -> list[str]:
+    """One plugin's violations in the validation report, as ``rule at path`` lines."""
     report = outdir / "policy-validation-report.json"
     if not report.exists():
         return [f"no validation report in {outdir}"]
     findings = []
-    for plugin in json.loads(report.read_text()).get("pluginReports", []):
-        for violation in plugin.get("violations", []):
+    for plugin_report in json.loads(report.read_text()).get("pluginReports", []):
+        if plugin_report.get("summary", {}).get("pluginName") != plugin:
+            continue
+        for violation in plugin_report.get("violations", []):
             for resource in violation.get("violatingResources", []):
                 findings.append(f"{violation['ruleName']} at {resource['constructPath']}")
     return findings

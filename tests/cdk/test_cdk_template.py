@@ -12,7 +12,7 @@ from cdk.flink_artifact import RUN_OPTIONS, RUN_OPTIONS_GROUP
 from cdk.observability import FALLBACK_FILTER_PATTERN, UNDELIVERED_METRIC
 from flink_app.config import JobConfig
 from pulse_local import emulator as local_emulator
-from tests.cdk.synthesis import STAGE, Synthesis
+from tests.cdk.synthesis import ANNOTATIONS_PLUGIN, STAGE, Synthesis, validation_findings
 
 pytestmark = pytest.mark.slow  # the session's synthesis takes ~15-20 s
 
@@ -69,6 +69,7 @@ def alarm(synthesis: Synthesis, name: str) -> dict[str, Any]:
 
 # --- ingest stream -------------------------------------------------------------------------------
 
+
 def test_stream_is_on_demand_and_encrypted_by_default(default_synth: Synthesis) -> None:
     stream = default_synth.only("AWS::Kinesis::Stream")["Properties"]
     assert stream["Name"] == f"pulse-{STAGE}-events"
@@ -86,6 +87,7 @@ def test_stream_shards_and_retention_follow_the_context(variant_synth: Synthesis
 
 
 # --- anomaly store -------------------------------------------------------------------------------
+
 
 def test_table_has_the_emulator_s_key_schema_and_index(default_synth: Synthesis) -> None:
     # Given the arguments the local emulator creates its anomaly table with
@@ -121,8 +123,9 @@ def test_table_has_ttl_pitr_and_encryption(default_synth: Synthesis) -> None:
     assert table["TableName"] == f"pulse-{STAGE}-anomalies"
 
 
-def test_data_is_deleted_with_a_dev_stack_and_retained_with_prod(default_synth: Synthesis,
-                                                                   variant_synth: Synthesis) -> None:
+def test_data_is_deleted_with_a_dev_stack_and_retained_with_prod(
+    default_synth: Synthesis, variant_synth: Synthesis
+) -> None:
     for resource_type in ("AWS::DynamoDB::Table", "AWS::Kinesis::Stream"):
         assert default_synth.only(resource_type).get("DeletionPolicy", "Delete") == "Delete"
         assert variant_synth.only(resource_type)["DeletionPolicy"] == "Retain"
@@ -131,6 +134,7 @@ def test_data_is_deleted_with_a_dev_stack_and_retained_with_prod(default_synth: 
 
 
 # --- monitored API -------------------------------------------------------------------------------
+
 
 def test_lambda_runs_the_handler_on_python_3_12_with_pulse_environment(default_synth: Synthesis) -> None:
     function = default_synth.only("AWS::Lambda::Function")["Properties"]
@@ -154,12 +158,21 @@ def test_lambda_may_only_put_events_read_anomalies_and_write_its_logs(default_sy
     function_logs = default_synth.only("AWS::Lambda::Function")["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
 
     granted = {action for statement in found for action in actions(statement)}
-    assert granted == {"kinesis:PutRecord", "kinesis:PutRecords", "dynamodb:GetItem", "dynamodb:BatchGetItem",
-                       "dynamodb:Query", "logs:CreateLogStream", "logs:PutLogEvents"}
+    assert granted == {
+        "kinesis:PutRecord",
+        "kinesis:PutRecords",
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
     sids = by_sid(found)
     assert resources(sids["PutRequestEvents"]) == [stream]
     assert [resolve(item) for item in resources(sids["ReadAnomalies"])] == [
-        f"<GetAtt:{table_id}.Arn>", f"<GetAtt:{table_id}.Arn>/index/by_day"]
+        f"<GetAtt:{table_id}.Arn>",
+        f"<GetAtt:{table_id}.Arn>/index/by_day",
+    ]
     log_statement = next(statement for statement in found if "logs:PutLogEvents" in actions(statement))
     assert resources(log_statement) == [{"Fn::GetAtt": [function_logs, "Arn"]}]
     assert all(statement["Effect"] == "Allow" for statement in found)
@@ -178,8 +191,10 @@ def test_http_api_throttles_the_default_route_and_logs_access(default_synth: Syn
 
 
 def test_monitoring_routes_need_iam_by_default(default_synth: Synthesis) -> None:
-    routes = {route["Properties"]["RouteKey"]: route["Properties"]["AuthorizationType"]
-              for route in default_synth.resources("AWS::ApiGatewayV2::Route").values()}
+    routes = {
+        route["Properties"]["RouteKey"]: route["Properties"]["AuthorizationType"]
+        for route in default_synth.resources("AWS::ApiGatewayV2::Route").values()
+    }
     assert routes == {"$default": "NONE", "ANY /monitoring": "AWS_IAM", "ANY /monitoring/{proxy+}": "AWS_IAM"}
 
 
@@ -194,9 +209,14 @@ def test_variant_concurrency_alias_and_public_monitoring(variant_synth: Synthesi
     assert integration["IntegrationUri"] == {"Ref": alias_id}
     routes = [route["Properties"]["RouteKey"] for route in variant_synth.resources("AWS::ApiGatewayV2::Route").values()]
     assert routes == ["$default"]
+    # and synthesis says so
+    assert validation_findings(variant_synth.outdir, ANNOTATIONS_PLUGIN) == [
+        "Annotation::pulse:monitoring-public at pulse-prod/Api"
+    ]
 
 
 # --- detector ------------------------------------------------------------------------------------
+
 
 def test_flink_application_runs_the_zip_on_flink_2_2(default_synth: Synthesis) -> None:
     application = default_synth.only("AWS::KinesisAnalyticsV2::Application")["Properties"]
@@ -206,10 +226,18 @@ def test_flink_application_runs_the_zip_on_flink_2_2(default_synth: Synthesis) -
     assert code["CodeContentType"] == "ZIPFILE"
     assert code["CodeContent"]["S3ContentLocation"]["FileKey"].endswith(".zip")
     flink = application["ApplicationConfiguration"]["FlinkApplicationConfiguration"]
-    assert flink["CheckpointConfiguration"] == {"ConfigurationType": "CUSTOM", "CheckpointingEnabled": True,
-                                                "CheckpointInterval": 60000, "MinPauseBetweenCheckpoints": 5000}
-    assert flink["ParallelismConfiguration"] == {"ConfigurationType": "CUSTOM", "Parallelism": 1,
-                                                 "ParallelismPerKPU": 1, "AutoScalingEnabled": True}
+    assert flink["CheckpointConfiguration"] == {
+        "ConfigurationType": "CUSTOM",
+        "CheckpointingEnabled": True,
+        "CheckpointInterval": 60000,
+        "MinPauseBetweenCheckpoints": 5000,
+    }
+    assert flink["ParallelismConfiguration"] == {
+        "ConfigurationType": "CUSTOM",
+        "Parallelism": 1,
+        "ParallelismPerKPU": 1,
+        "AutoScalingEnabled": True,
+    }
     assert application["ApplicationConfiguration"]["ApplicationSnapshotConfiguration"] == {"SnapshotsEnabled": True}
 
 
@@ -224,9 +252,13 @@ def test_flink_property_groups_are_what_the_job_reads(default_synth: Synthesis) 
     assert by_id["pulse.source"]["aws.region"] == {"Ref": "AWS::Region"}
     assert by_id["pulse.sink"]["table.name"] == {"Ref": table_id}
     # The job's own parser accepts every group and key once the tokens have values
-    resolved = [{"PropertyGroupId": group["PropertyGroupId"],
-                 "PropertyMap": {key: resolve(value) for key, value in group["PropertyMap"].items()}}
-                for group in groups]
+    resolved = [
+        {
+            "PropertyGroupId": group["PropertyGroupId"],
+            "PropertyMap": {key: resolve(value) for key, value in group["PropertyMap"].items()},
+        }
+        for group in groups
+    ]
     config = JobConfig.from_property_groups(resolved)
     config.check_runnable()
     assert config.source.stream_arn == f"<GetAtt:{stream_id}.Arn>"
@@ -236,8 +268,10 @@ def test_flink_property_groups_are_what_the_job_reads(default_synth: Synthesis) 
 
 def test_variant_job_properties_and_parallelism_reach_the_application(variant_synth: Synthesis) -> None:
     application = variant_synth.only("AWS::KinesisAnalyticsV2::Application")["Properties"]
-    by_id = {group["PropertyGroupId"]: group["PropertyMap"]
-             for group in application["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]}
+    by_id = {
+        group["PropertyGroupId"]: group["PropertyMap"]
+        for group in application["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]
+    }
     assert by_id["pulse.detect"] == {"spike.z": "5.0"}
     parallelism = application["ApplicationConfiguration"]["FlinkApplicationConfiguration"]["ParallelismConfiguration"]
     assert parallelism["Parallelism"] == 2
@@ -249,12 +283,17 @@ def test_flink_role_reads_stream_and_code_writes_table_and_its_logs_only(default
     sids = by_sid(statements(default_synth, role))
     stream_id = default_synth.logical_id("AWS::Kinesis::Stream")
     table_id = default_synth.logical_id("AWS::DynamoDB::Table")
-    code_key = (default_synth.only("AWS::KinesisAnalyticsV2::Application")["Properties"]["ApplicationConfiguration"]
-                ["ApplicationCodeConfiguration"]["CodeContent"]["S3ContentLocation"]["FileKey"])
+    code_key = default_synth.only("AWS::KinesisAnalyticsV2::Application")["Properties"]["ApplicationConfiguration"][
+        "ApplicationCodeConfiguration"
+    ]["CodeContent"]["S3ContentLocation"]["FileKey"]
     expected = {
         "ReadApplicationCode": {"s3:GetObject", "s3:GetObjectVersion"},
-        "ReadRequestEvents": {"kinesis:DescribeStreamSummary", "kinesis:ListShards", "kinesis:GetShardIterator",
-                              "kinesis:GetRecords"},
+        "ReadRequestEvents": {
+            "kinesis:DescribeStreamSummary",
+            "kinesis:ListShards",
+            "kinesis:GetShardIterator",
+            "kinesis:GetRecords",
+        },
         "WriteAnomalies": {"dynamodb:BatchWriteItem"},
         "ListLogGroups": {"logs:DescribeLogGroups"},
         "ListLogStreams": {"logs:DescribeLogStreams"},
@@ -280,7 +319,8 @@ def test_flink_logs_to_its_own_log_stream(default_synth: Synthesis) -> None:
     assert option["ApplicationName"] == {"Ref": default_synth.logical_id("AWS::KinesisAnalyticsV2::Application")}
     log_stream = default_synth.only("AWS::Logs::LogStream")["Properties"]
     assert resolve(option["CloudWatchLoggingOption"]["LogStreamARN"]).endswith(
-        f":log-group:<Ref:{log_stream['LogGroupName']['Ref']}>:log-stream:{log_stream['LogStreamName']}")
+        f":log-group:<Ref:{log_stream['LogGroupName']['Ref']}>:log-stream:{log_stream['LogStreamName']}"
+    )
 
 
 # --- observability -------------------------------------------------------------------------------
@@ -338,8 +378,10 @@ def test_fallback_metric_filter_reads_the_api_log_group(default_synth: Synthesis
 
 def test_no_alarm_topic_without_an_email(default_synth: Synthesis) -> None:
     assert default_synth.resources("AWS::SNS::Topic") == {}
-    assert all("AlarmActions" not in resource["Properties"]
-               for resource in default_synth.resources("AWS::CloudWatch::Alarm").values())
+    assert all(
+        "AlarmActions" not in resource["Properties"]
+        for resource in default_synth.resources("AWS::CloudWatch::Alarm").values()
+    )
 
 
 def test_alarm_email_gets_an_encrypted_topic_on_every_alarm(variant_synth: Synthesis) -> None:
@@ -359,12 +401,18 @@ def test_dashboard_exists(default_synth: Synthesis) -> None:
     dashboard = default_synth.only("AWS::CloudWatch::Dashboard")["Properties"]
     assert dashboard["DashboardName"] == f"pulse-{STAGE}-overview"
     body = resolve(dashboard["DashboardBody"])
-    for metric_name in ("GetRecords.IteratorAgeMilliseconds", "downtime", "numberOfFailedCheckpoints", "5xx",
-                        UNDELIVERED_METRIC):
+    for metric_name in (
+        "GetRecords.IteratorAgeMilliseconds",
+        "downtime",
+        "numberOfFailedCheckpoints",
+        "5xx",
+        UNDELIVERED_METRIC,
+    ):
         assert metric_name in body
 
 
 # --- outputs -------------------------------------------------------------------------------------
+
 
 def test_outputs_name_what_an_operator_needs(default_synth: Synthesis) -> None:
     outputs = {name: output["Value"] for name, output in default_synth.template["Outputs"].items()}
