@@ -9,7 +9,7 @@ names the key.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from aws_cdk import aws_logs as logs
@@ -42,6 +42,8 @@ _RETENTION = {
 }
 LOG_RETENTION_DAYS = tuple(_RETENTION)
 _NONE_WORDS = {"", "none", "null"}
+# Context keys of the CDK toolkit itself (feature flags start with "@", lookups and aws:cdk:* contain ":").
+_TOOLKIT_KEYS = {"cli-telemetry", "acknowledged-issue-numbers"}
 
 
 class SettingsError(ValueError):
@@ -129,6 +131,16 @@ class PulseSettings(BaseModel):
     def context_keys(cls) -> list[str]:
         """Every context key this object reads."""
         return [field.alias or name for name, field in cls.model_fields.items()]
+
+    @classmethod
+    def check_unknown(cls, context_keys: Iterable[str]) -> None:
+        """Fail on a context key that is neither a setting nor the toolkit's (a typo would be ignored)."""
+        known = set(cls.context_keys()) | _TOOLKIT_KEYS
+        unknown = sorted(key for key in context_keys if key not in known and not key.startswith("@") and ":" not in key)
+        if unknown:
+            raise SettingsError(
+                f"unknown context key(s) {', '.join(unknown)}; settings are: {', '.join(sorted(cls.context_keys()))}"
+            )
 
     @classmethod
     def from_context(cls, get: Callable[[str], Any]) -> PulseSettings:

@@ -22,6 +22,7 @@ CLI_CONTEXT_VARIABLE = "CDK_CONTEXT_JSON"
 
 def build_app(app: App) -> PulseStack:
     """Add the Pulse stack that ``app``'s context describes (and the nag checks, unless ``nag=false``)."""
+    PulseSettings.check_unknown(app.node.get_all_context())
     settings = PulseSettings.from_context(app.node.try_get_context)
     flink_zip = resolve_flink_zip(settings.flink_zip, build_if_missing=settings.build_flink_zip)
     stack = PulseStack(app, settings, lambda_bundle=build_bundle(), flink_zip=flink_zip)

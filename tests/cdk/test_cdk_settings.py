@@ -73,6 +73,23 @@ def test_none_is_a_value_of_monitoring_auth_not_an_unset_marker() -> None:
     assert settings_from({"monitoringAuth": "none"}).monitoring_auth == "none"
 
 
+def test_a_mistyped_context_key_is_refused_naming_it() -> None:
+    with pytest.raises(SettingsError, match=r"unknown context key\(s\) alarmEmial;"):
+        PulseSettings.check_unknown(["stage", "alarmEmial", "@aws-cdk/core:newStyleStackSynthesis"])
+
+
+def test_toolkit_context_keys_are_not_settings_but_allowed() -> None:
+    PulseSettings.check_unknown(
+        [
+            "@aws-cdk/aws-lambda:recognizeVersionProps",
+            "aws:cdk:enable-path-metadata",
+            "cli-telemetry",
+            "availability-zones:account=123456789012:region=us-east-1",
+            *PulseSettings.context_keys(),
+        ]
+    )
+
+
 def test_provisioned_concurrency_cannot_exceed_reserved() -> None:
     with pytest.raises(SettingsError, match="lambdaProvisionedConcurrency cannot exceed"):
         settings_from({"lambdaReservedConcurrency": "2", "lambdaProvisionedConcurrency": "3"})
