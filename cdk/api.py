@@ -147,8 +147,9 @@ class MonitoredApi(Construct):
                 apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
             ),
         )
+        # Only the catch-all route: any other route added without authorization is still reported.
         acknowledge(
-            self.http_api,
+            self.http_api.node.find_child("DefaultRoute"),
             "AwsSolutions-APIG4",
             "The catch-all route is the monitored service itself, public by design; access control "
             "for its own endpoints is the app's concern. /monitoring/* uses IAM unless monitoringAuth=none",
