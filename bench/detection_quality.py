@@ -69,9 +69,9 @@ def describe(evaluation: Evaluation, start_ms: int) -> list[str]:
         return f"+{(ms - start_ms) / 1000:.0f}s"
 
     lines = []
-    for label, incident in evaluation.found:
+    for label, incident, news_at in evaluation.found:
         lines.append(f"  found   {label.kind:16} {label.subject:40} start {at(label.start_ms)} "
-                     f"delay {(incident.opened_ms - label.start_ms) / 1000:5.0f}s  {incident.severity}")
+                     f"delay {(news_at - label.start_ms) / 1000:5.0f}s  {incident.severity}")
     for label in evaluation.missed:
         lines.append(f"  MISSED  {label.kind:16} {label.subject:40} start {at(label.start_ms)} x{label.magnitude}")
     for incident in evaluation.side_effects:

@@ -2,9 +2,10 @@
 
 Records become incidents by their ``phase`` (an ``open`` record starts one, ``end`` closes it). Then:
 
-* a label is **found** when an incident of its kind on its subject opens between the injection's
-  start and ``tolerance_s`` after its end; the **delay** is the incident's first ``window_end``
-  minus the injection's start (event time);
+* a label is **found** when an incident of its kind on its subject writes an ``open`` or
+  ``escalate`` record between the injection's start and ``tolerance_s`` after its end (an incident
+  still cooling down from an earlier anomaly continues, and escalates, rather than opening anew);
+  the **delay** is that record's ``window_end`` minus the injection's start (event time);
 * an incident is **explained** when it opens inside some injection (same tolerance) and is either
   on that injection's subject with the same or a related kind (an outage that shows as a ``drop``
   for its first minute before it is ``silence``), or on a route that the injected client traffic hit
@@ -34,13 +35,14 @@ class Incident:
     last_ms: int  # window_end of its last record
     severity: str
     records: int
+    news_ms: tuple[int, ...] = ()  # window_end of its open and escalate records
 
 
 @dataclass
 class Evaluation:
     labels: list[Injection]
     incidents: list[Incident]
-    found: list[tuple[Injection, Incident]] = field(default_factory=list)
+    found: list[tuple[Injection, Incident, int]] = field(default_factory=list)  # label, incident, news at
     missed: list[Injection] = field(default_factory=list)
     unexplained: list[Incident] = field(default_factory=list)
     side_effects: list[Incident] = field(default_factory=list)  # explained, but found no label
@@ -61,7 +63,7 @@ class Evaluation:
 
     @property
     def delays_s(self) -> list[float]:
-        return [(incident.opened_ms - label.start_ms) / 1000 for label, incident in self.found]
+        return [(at - label.start_ms) / 1000 for label, _, at in self.found]
 
     @property
     def median_delay_s(self) -> float:
@@ -80,7 +82,8 @@ def incidents(anomalies: Iterable[Anomaly]) -> list[Incident]:
         worst = max(records, key=lambda r: ranks.get(r.severity, 0)).severity
         opened = min(r.window_end for r in records if r.phase != "end") if any(
             r.phase != "end" for r in records) else records[0].window_end
-        out.append(Incident(key[2], key[0], key[1], opened, max(r.window_end for r in records), worst, len(records)))
+        out.append(Incident(key[2], key[0], key[1], opened, max(r.window_end for r in records), worst, len(records),
+                            tuple(r.window_end for r in records if r.phase != "end")))
 
     for record in ordered:
         key = (record.subject_type, record.subject, record.kind)
@@ -112,12 +115,13 @@ def evaluate(anomalies: Iterable[Anomaly], labels: Sequence[Injection], toleranc
 
     matched: set[int] = set()
     for label in labels:
-        hits = [i for i, incident in enumerate(found_incidents)
-                if incident.kind == label.kind and incident.subject == label.subject and during(label, incident)]
-        if hits:
-            first = min(hits, key=lambda i: found_incidents[i].opened_ms)
-            result.found.append((label, found_incidents[first]))
-            matched.update(hits)
+        news = [(at, i) for i, incident in enumerate(found_incidents)
+                if incident.kind == label.kind and incident.subject == label.subject
+                for at in incident.news_ms if label.start_ms <= at <= label.end_ms + tolerance]
+        if news:
+            at, first = min(news)
+            result.found.append((label, found_incidents[first], at))
+            matched.update(i for _, i in news)
         else:
             result.missed.append(label)
     for i, incident in enumerate(found_incidents):

@@ -457,7 +457,8 @@ class TrafficGenerator:
                 path = batch.paths[i] if batch.paths is not None else _fill(rng, route.template)
                 body = 0 if route.method == "DELETE" and status < 300 else (
                     int(route.bytes_out * math.exp(rng.normal(0, 0.3))) if status < 400 else int(rng.integers(60, 240)))
-                row: dict[str, Any] = {"v": SCHEMA_VERSION, "id": str(uuid.UUID(bytes=batch.ids[i].tobytes(), version=4)),
+                event_id = str(uuid.UUID(bytes=batch.ids[i].tobytes(), version=4))
+                row: dict[str, Any] = {"v": SCHEMA_VERSION, "id": event_id,
                        "ts": int(batch.ts[i]), "method": route.method, "route": route.template, "path": path,
                        "status": status, "latency_ms": float(batch.latency[i]), "client_ip": ip,
                        "user_agent": agent, "bytes_out": body}
