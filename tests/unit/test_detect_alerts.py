@@ -81,3 +81,24 @@ def test_a_window_in_the_hysteresis_band_keeps_an_incident_open() -> None:
     [end] = alerts.close_due(70_000 + cooldown, cooldown, inclusive=True)
     assert (end.phase, end.window_start, end.window_end, end.observed) == ("end", 0, 70_000 + cooldown, 500)
     assert not alerts.open
+
+
+def test_state_survives_pickling_between_windows_as_in_flink_value_state() -> None:
+    import pickle
+
+    rates = [BUSY] * WARM + [6 * BUSY] * 12 + [0] * 30 + [BUSY] * 60
+    windows = route_windows(poisson_slides(rates))
+    detector = engine()
+    kept: bytes | None = None
+    records = []
+    for window in windows:
+        state = pickle.loads(kept) if kept is not None else None
+        deadline = detector.silence_deadline(state)
+        if deadline is not None and deadline < window.window_end:
+            state, found = detector.on_silence(state, deadline)
+            records += found
+        state, found = detector.on_route_window(state, window)
+        records += found
+        kept = pickle.dumps(state)
+    assert records == run_routes(engine(), windows)
+    assert len(kept or b"") < 2_000
