@@ -94,9 +94,11 @@ class RouteDetector:
         """Act on every deadline before ``until`` (timers' ``<=``, a newer window's ``<``), in time order."""
         out: list[Transition] = []
         while (due := self.next_deadline(state)) is not None and (due <= until if inclusive else due < until):
-            out.extend(state.alerts.close_due(due, self.cooldown_ms, inclusive=True))
+            # Silence first: a silence incident cooling down at this very moment continues instead of
+            # ending and opening again under the same key.
             if self.silence_deadline(state) == due:
                 out.extend(self._go_silent(state, due))
+            out.extend(state.alerts.close_due(due, self.cooldown_ms, inclusive=True))
         return out
 
     def _go_silent(self, state: RouteState, at: int) -> list[Transition]:

@@ -44,9 +44,12 @@ def test_scaling_every_count_changes_nothing_that_is_flagged(counts: list[int], 
 @FAST
 @given(counts=st.lists(st.sampled_from([0, 0, 2, 10, 20, 20, 20, 20, 40, 120]), min_size=50, max_size=400),
        errors=st.lists(st.integers(0, 10), min_size=50, max_size=400))
-def test_every_incident_is_open_then_at_most_two_escalations_then_end(counts: list[int], errors: list[int]) -> None:
+def test_every_incident_is_open_then_at_most_two_escalations_then_end_each_under_its_own_key(
+        counts: list[int], errors: list[int]) -> None:
     slides = [Slide(c, min(e, c), 50.0 * (1 + e)) for c, e in zip(counts, errors, strict=False)]
-    anomalies = run_routes(engine(route_warmup_windows=5), route_windows(slides, tail=True))
+    detector = engine(route_warmup_windows=5, silence_min_expected=10)
+    anomalies = run_routes(detector, route_windows(slides, tail=True))
+    assert len({(a.pk, a.sk) for a in anomalies}) == len(anomalies), "two records under one key"
     by_kind: dict[str, list[Anomaly]] = defaultdict(list)
     for a in anomalies:
         by_kind[a.kind].append(a)
