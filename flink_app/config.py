@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,18 +30,18 @@ class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
-class SourceKind(str, Enum):
+class SourceKind(StrEnum):
     KINESIS = "kinesis"
     FILESYSTEM = "filesystem"
 
 
-class StartPosition(str, Enum):
+class StartPosition(StrEnum):
     LATEST = "LATEST"
     TRIM_HORIZON = "TRIM_HORIZON"
     AT_TIMESTAMP = "AT_TIMESTAMP"
 
 
-class SinkKind(str, Enum):
+class SinkKind(StrEnum):
     DYNAMODB = "dynamodb"
     JSONL = "jsonl"
 
@@ -75,6 +75,7 @@ class SinkConfig(_Group):
     region: str | None = Field(None, alias="aws.region")
     endpoint: str | None = Field(None, alias="aws.endpoint")
     path: str | None = Field(None, alias="path")
+    flush_timeout_ms: int = Field(1000, ge=10, alias="flush.timeout.ms")
 
     @model_validator(mode="after")
     def _complete(self) -> SinkConfig:
@@ -107,6 +108,7 @@ class JobRuntimeConfig(_Group):
     parallelism: int | None = Field(None, ge=1, alias="parallelism")
     bundle_size: int = Field(1000, ge=1, alias="python.bundle.size")
     bundle_time_ms: int = Field(1000, ge=1, alias="python.bundle.time.ms")
+    rejected_sample_size: int = Field(20, ge=0, alias="rejected.sample.size")
 
 
 class JobConfig(BaseModel):
