@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from enum import StrEnum
+from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,18 +30,18 @@ class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
-class SourceKind(StrEnum):
+class SourceKind(str, Enum):
     KINESIS = "kinesis"
     FILESYSTEM = "filesystem"
 
 
-class StartPosition(StrEnum):
+class StartPosition(str, Enum):
     LATEST = "LATEST"
     TRIM_HORIZON = "TRIM_HORIZON"
     AT_TIMESTAMP = "AT_TIMESTAMP"
 
 
-class SinkKind(StrEnum):
+class SinkKind(str, Enum):
     DYNAMODB = "dynamodb"
     JSONL = "jsonl"
 
