@@ -65,7 +65,10 @@ def anomaly_sink_ddl(config: JobConfig, table: str = ANOMALY_SINK) -> str:
         return (f"CREATE TEMPORARY TABLE `{table}` (\n  {_columns(primary_key=True)}\n)"
                 f" WITH (\n  {_with(dynamodb_options(config))}\n)")
     assert config.sink.path  # required by the config validator for kind=jsonl
-    options = {"connector": "filesystem", "path": config.sink.path, "format": "json"}
+    # Row formats commit a part file only once it rolls: roll with every checkpoint's cadence.
+    options = {"connector": "filesystem", "path": config.sink.path, "format": "json",
+               "sink.rolling-policy.rollover-interval": f"{config.job.checkpoint_interval_s} s",
+               "sink.rolling-policy.check-interval": "1 s"}
     return f"CREATE TEMPORARY TABLE `{table}` (\n  {_columns(primary_key=False)}\n) WITH (\n  {_with(options)}\n)"
 
 

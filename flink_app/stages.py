@@ -106,7 +106,8 @@ def rejected_sql(config: JobConfig) -> str:
     return (
         f"SELECT {reject_reason(config)} AS reason,"
         f" SUBSTRING(`{RAW_COLUMN}`, 1, {REJECTED_SAMPLE_CHARS}) AS sample"
-        f" FROM `{RAW_EVENTS}` WHERE NOT ({valid_condition(config)}) OR `{RAW_COLUMN}` IS NULL"
+        # IS NOT TRUE, not NOT: a NULL field makes the condition NULL, and NOT NULL is NULL too.
+        f" FROM `{RAW_EVENTS}` WHERE ({valid_condition(config)}) IS NOT TRUE"
     )
 
 
