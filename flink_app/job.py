@@ -97,6 +97,9 @@ def create_environment(config: JobConfig, bounded: bool, parallelism: int | None
     table_config.set("python.fn-execution.bundle.size", str(config.job.bundle_size))
     table_config.set("python.fn-execution.bundle.time", str(config.job.bundle_time_ms))
     table_config.set("pipeline.name", JOB_NAME)
+    # Keyed state is read over gRPC unless cached in the worker: cache every subject's state
+    # (clients are the many keys), or each window pays round trips to the JVM.
+    table_config.set("python.state.cache-size", "200000")
     return Environment(env=env, t_env=t_env)
 
 

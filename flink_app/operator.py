@@ -147,7 +147,8 @@ class DetectionFunction(KeyedProcessFunction):
         window = window_from_values(value.as_dict())
         self._observe(ctx, window.window_end)
         self.windows_counter.inc()
-        step = self.detection.on_window(self.engine_state.value(), window, self.deadline.value())
+        armed = self.deadline.value() if isinstance(window, RouteWindow) else None
+        step = self.detection.on_window(self.engine_state.value(), window, armed)
         yield from self._apply(step, ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Row]:
