@@ -6,6 +6,13 @@ compare a client with the *other* clients (the client's own contribution is remo
 and standard deviation, so one heavy client cannot hide itself by inflating them) and with its own
 history. Every threshold is the largest of an absolute floor, a population-relative level and an
 own-history level, so a busy hour raises the bar and a quiet client is not judged by absolutes.
+
+Only *candidate* windows count (:class:`CandidateFloors`): a window in which some kind could reach
+the clear level, i.e. at least ``alert.clear.score`` times that kind's absolute floor. Every other
+window (nearly all of a long tail of visitors) cannot open, continue or escalate an incident, so it
+is ignored altogether, and a client's own history is learned from its candidate windows only. The
+SQL stage applies the same floors (:func:`flink_app.stages.client_candidate_condition`), so such
+windows never cross into Python; the pure-Python backtest filters them the same way.
 """
 
 from __future__ import annotations
@@ -32,6 +39,27 @@ class ClientState:
     auth_pause: LearningPause = field(default_factory=LearningPause)
     alerts: Alerts = field(default_factory=Alerts)
     last_end: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateFloors:
+    """The least a client window must hold for any kind to reach the clear level (whole requests)."""
+
+    count: int  # requests (ip_burst)
+    scans: int  # max(unmatched, not_found) (ip_scan)
+    auth: int  # 401/403 (ip_auth_failures)
+
+    @classmethod
+    def from_settings(cls, s: DetectSettings) -> CandidateFloors:
+        # Every threshold is at least its absolute floor and above the expected level, so a score of
+        # alert.clear.score needs at least that share of the floor: below it nothing can be suspicious.
+        c = s.alert_clear_score
+        return cls(math.ceil(c * s.burst_min_count), math.ceil(c * s.scan_min_count), math.ceil(c * s.auth_min_count))
+
+    def admit(self, window: ClientWindow) -> bool:
+        """Whether ``window`` is a candidate (the SQL stage sends only these)."""
+        return (window.count >= self.count or max(window.unmatched, window.not_found) >= self.scans
+                or window.auth_failures >= self.auth)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +92,7 @@ class ClientDetector:
         self.halflife_ms = settings.client_halflife_s * 1000
         self.relearn_ms = settings.relearn_s * 1000
         self.pause_ms = settings.learn_pause_s * 1000
-        self._quiet_below = settings.alert_clear_score * min(settings.burst_min_count, settings.scan_min_count,
-                                                             settings.auth_min_count)
+        self.candidates = CandidateFloors.from_settings(settings)
 
     def next_deadline(self, state: ClientState) -> int | None:
         """When an open incident ends if the client sends nothing hot (it may send nothing at all)."""
@@ -75,14 +102,14 @@ class ClientDetector:
         return state.alerts.close_due(until, self.cooldown_ms, inclusive)
 
     def on_window(self, state: ClientState, window: ClientWindow) -> list[Transition]:
+        """Judge and learn a candidate window; any other window is ignored (see the module's docstring)."""
+        if not self.candidates.admit(window):
+            return []
         state.client_ip = window.client_ip
         out = self.apply_due(state, window.window_end, inclusive=False)
-        findings: list[Finding] = []
-        # Most windows are a visitor's few requests, too few to reach even the clear level of any kind.
-        if state.alerts.open or window.count >= self._quiet_below:
-            findings = self._findings(state, window)
-            for finding in findings:
-                out.extend(state.alerts.observe(finding, window.window_start, window.window_end, self.s))
+        findings = self._findings(state, window)
+        for finding in findings:
+            out.extend(state.alerts.observe(finding, window.window_start, window.window_end, self.s))
         self._learn(state, window, {finding.kind: finding for finding in findings})
         state.last_end = max(state.last_end, window.window_end)
         return out

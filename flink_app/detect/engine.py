@@ -78,7 +78,9 @@ class DetectionEngine:
             return []
         now = int(self._clock_ms())
         ttl = now // 1000 + self.settings.anomaly_ttl_days * 86400
+        # Floats always (a count is observed as an int): the record reads the same from every path.
         return [Anomaly(kind=t.kind, subject_type=subject_type, subject=subject, window_start=t.window_start,
-                        window_end=t.window_end, observed=round(t.observed, 4), expected=round(t.expected, 4),
-                        score=round(t.score, 3), severity=t.severity, detected_at=now, ttl=ttl, phase=t.phase)
+                        window_end=t.window_end, observed=round(float(t.observed), 4),
+                        expected=round(float(t.expected), 4), score=round(float(t.score), 3), severity=t.severity,
+                        detected_at=now, ttl=ttl, phase=t.phase)
                 for t in transitions]

@@ -29,7 +29,7 @@ class ReplayResult:
     anomalies: list[Anomaly]
     states: dict[str, SubjectState] = field(default_factory=dict)
     route_windows: int = 0
-    client_windows: int = 0
+    client_windows: int = 0  # candidate client windows (those the job's operator receives)
     events: int = 0
 
 
@@ -81,26 +81,33 @@ def replay(engine: DetectionEngine, route_windows: Iterable[RouteWindow], client
             out.extend(found)
             register(key)
 
-    done = 0
+    done = judged_clients = 0
+    admit = engine.clients.candidates.admit
     for window_end, batch in itertools.groupby(merged, key=lambda w: w.window_end):
+        # Every window moves event time (the job's watermark follows the events), judged or not.
         if fire_timers:
             fire(window_end - 1)
         for window in batch:
+            done += 1
             key = subject_key(window)
             if isinstance(window, RouteWindow):
                 route_state, found = engine.on_route_window(states.get(key), window)  # type: ignore[arg-type]
                 states[key] = route_state
-            else:
+            elif admit(window):
+                # Only candidate client windows cross into the job's Python operator (the engine would
+                # ignore the others anyway).
                 client_state, found = engine.on_client_window(states.get(key), window)  # type: ignore[arg-type]
                 states[key] = client_state
+                judged_clients += 1
+            else:
+                continue
             out.extend(found)
             register(key)
-            done += 1
         if progress is not None:
             progress(done, total)
     if fire_timers and watermark_end is not None:
         fire(watermark_end)
-    return ReplayResult(out, states, len(routes), len(clients))
+    return ReplayResult(out, states, len(routes), judged_clients)
 
 
 def backtest(events: Iterable[Mapping[str, Any]], settings: DetectSettings | None = None,

@@ -18,10 +18,19 @@ Client windows: ``TUMBLE(..., INTERVAL size)`` grouped by ``client_ip``:
   ``UNMATCHED``; ``not_found`` = ``status = 404``; ``auth_failures`` = ``status IN (401, 403)``
 * ``pop_clients``, ``pop_mean_count``, ``pop_std_count``: over every client row of the same window,
   ``COUNT(*)``, ``AVG(CAST(count AS DOUBLE))`` and ``STDDEV_POP(CAST(count AS DOUBLE))`` (population,
-  not sample, standard deviation: the detectors remove the client's own share exactly).
+  not sample, standard deviation: the detectors remove the client's own share exactly). Flink's
+  planner rewrites them to ``SUM(x) / COUNT(x)`` and ``POWER((SUM(x * x) - SUM(x) * SUM(x) / COUNT(x))
+  / COUNT(x), 0.5)``; this module computes exactly that (the sums of integer counts are exact), so the
+  figures agree to the last bit.
+
+The job sends only the client windows that can matter to the detectors
+(:class:`flink_app.detect.clients.CandidateFloors`), with the population of *every* client; the
+pure-Python backtest (:mod:`flink_app.detect.replay`) drops the others the same way.
 
 A window with no request for a key produces no row for that key. Rows come out ordered by
 ``window_end`` and then key, the order in which an event-time job emits them (per key, increasing).
+Latency sums are floating point, added in a different order by Flink's sliced windows: those two
+columns agree to within rounding in the last bits (anomaly records round what they report).
 """
 
 from __future__ import annotations
@@ -61,6 +70,15 @@ class Aggregates:
     client_windows: list[ClientWindow]
     events: int
     max_ts: int | None  # the newest event time seen (the watermark follows it)
+
+
+def population_figures(counts: list[int]) -> tuple[int, float, float]:
+    """``pop_clients``, ``pop_mean_count``, ``pop_std_count`` as Flink computes them (see the docstring)."""
+    n = len(counts)
+    total, squares = float(sum(counts)), float(sum(c * c for c in counts))
+    # The sums of integer counts are exact; the difference is 0 when every count is equal and otherwise at
+    # least 1/n, far above the rounding of total * total / n (below 1e-16 of it) for any real window.
+    return n, total / n, math.sqrt((squares - total * total / n) / n)
 
 
 def aggregate(events: Iterable[Mapping[str, Any]], geometry: WindowGeometry | None = None) -> Aggregates:
@@ -107,10 +125,7 @@ def aggregate(events: Iterable[Mapping[str, Any]], geometry: WindowGeometry | No
     population: dict[int, list[int]] = defaultdict(list)
     for (start, _ip), cagg in clients.items():
         population[start].append(cagg[0])
-    figures = {}
-    for start, counts in population.items():
-        mean = sum(counts) / len(counts)
-        figures[start] = (len(counts), mean, math.sqrt(sum((c - mean) ** 2 for c in counts) / len(counts)))
+    figures = {start: population_figures(counts) for start, counts in population.items()}
     client_rows = [ClientWindow(client_ip=ip, window_start=start, window_end=start + g.client_size_ms,
                                 count=c[0], distinct_routes=len(c[1]), unmatched=c[2], not_found=c[3],
                                 auth_failures=c[4], pop_clients=figures[start][0], pop_mean_count=figures[start][1],

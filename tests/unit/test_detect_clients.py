@@ -3,12 +3,15 @@ client's own history."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 
 import pytest
 
-from flink_app.detect.clients import others
+from flink_app.detect.clients import CandidateFloors, ClientState, others
 from flink_app.detect.model import ClientWindow
+from flink_app.detect.replay import replay
 from tests.synthetic import SIZE_MS, T0, clients_window, engine, opened, population, run_clients
 
 ATTACKER = "203.0.113.66"
@@ -108,3 +111,34 @@ def test_the_others_figures_remove_the_client_exactly(counts: list[int]) -> None
     pop = others(window)
     assert pop is not None
     assert (pop.clients, pop.mean, pop.std) == (len(rest), pytest.approx(rest_mean), pytest.approx(rest_std, abs=1e-6))
+
+
+def test_a_window_below_every_candidate_floor_changes_nothing() -> None:
+    # given a client with some history, and the floors (clear level times each kind's floor)
+    detector = engine()
+    floors = CandidateFloors.from_settings(detector.settings)
+    assert (floors.count, floors.scans, floors.auth) == (120, 10, 5)
+    state, _ = detector.on_client_window(None, ClientWindow(ATTACKER, T0, T0 + SIZE_MS, 150, 3, 0, 0, 0, 50, 4.0, 20.0))
+    before = copy.deepcopy(state)
+    # when a window just below every floor arrives
+    quiet = ClientWindow(ATTACKER, T0 + SIZE_MS, T0 + 2 * SIZE_MS, 119, 3, 9, 9, 4, 50, 4.0, 20.0)
+    after, found = detector.on_client_window(state, quiet)
+    # then it is not a candidate, and neither records nor history change
+    assert not floors.admit(quiet)
+    assert found == [] and after == before
+    # while one more request of any kind makes it one
+    for more in ({"count": 120}, {"unmatched": 10}, {"not_found": 10}, {"auth_failures": 5}):
+        assert floors.admit(dataclasses.replace(quiet, **more)), more
+
+
+def test_a_client_learns_its_own_level_from_its_candidate_windows_only() -> None:
+    # given a client that alternates 150 (a candidate) and 20 (not) requests a minute
+    traffic = minutes(12, at={m: {ATTACKER: {"count": 150 if m % 2 else 20}} for m in range(12)})
+    detector = engine()
+    result = replay(detector, [], sorted((w for minute in traffic for w in minute),
+                                         key=lambda w: (w.window_end, w.client_ip)))
+    # then its own level is that of its candidate minutes (the 20s, never seen, do not pull it down)
+    own = result.states[f"client#{ATTACKER}"]
+    assert isinstance(own, ClientState)
+    assert 1 <= own.count.samples <= 6
+    assert own.count.mean == pytest.approx(150.0)
