@@ -109,6 +109,9 @@ class JobRuntimeConfig(_Group):
     bundle_size: int = Field(1000, ge=1, alias="python.bundle.size")
     bundle_time_ms: int = Field(1000, ge=1, alias="python.bundle.time.ms")
     rejected_sample_size: int = Field(20, ge=0, alias="rejected.sample.size")
+    # Client keys are many and come and go: their state expires after this long without a window
+    # (processing time), so idle clients' state does not grow forever. An expired client is new again.
+    client_state_ttl_h: float = Field(24.0, gt=0, alias="client.state.ttl.h")
 
 
 class JobConfig(BaseModel):

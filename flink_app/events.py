@@ -54,9 +54,20 @@ EVENT_COLUMNS: tuple[ComputedColumn, ...] = (
 )
 
 
+def watermark_expression(watermark_delay_s: int) -> str:
+    """The newest event time less the delay and one millisecond.
+
+    A window ``[start, end)`` fires once the watermark reaches ``end - 1``, i.e. once an event at
+    least ``watermark.delay.s`` past its end has arrived; a timer at ``t`` fires once an event is
+    more than the delay past ``t``. The same convention as Flink's bounded out-of-orderness strategy
+    and as the pure-Python backtest (:mod:`flink_app.detect.replay`).
+    """
+    return f"`event_time` - INTERVAL '{watermark_delay_s}' SECOND - INTERVAL '0.001' SECOND"
+
+
 def columns_ddl(watermark_delay_s: int) -> str:
     """The column list of a raw source table: the raw record, the parsed fields, the watermark."""
     lines = [f"`{RAW_COLUMN}` STRING"]
     lines += [column.ddl() for column in EVENT_COLUMNS]
-    lines.append(f"WATERMARK FOR `event_time` AS `event_time` - INTERVAL '{watermark_delay_s}' SECOND")
+    lines.append(f"WATERMARK FOR `event_time` AS {watermark_expression(watermark_delay_s)}")
     return ",\n  ".join(lines)

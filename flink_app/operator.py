@@ -1,38 +1,45 @@
 """The one Python operator: window aggregates in, anomalies out, keyed by subject.
 
 Rows of :data:`flink_app.stages.WINDOW_COLUMNS` arrive keyed by ``subject_type#subject``. For each
-key the operator keeps the detection engine's state (pickled, in keyed ``ValueState``) and the
-silence deadline the engine asked for, and calls :class:`flink_app.detect.engine.DetectionEngine`:
+key the operator keeps the detection engine's state (pickled, in keyed ``ValueState``; client keys'
+state expires after ``pulse.job`` ``client.state.ttl.h`` without a window), the deadline the engine
+asked for (``silence_deadline``: a route's silence or the end of a cool-down, routes and clients
+alike) and the windows not judged yet, and calls :class:`flink_app.detect.engine.DetectionEngine`
+exactly as :mod:`flink_app.detect.replay` does:
 
-* ``on_route_window`` / ``on_client_window`` for every window;
-* ``silence_deadline(state)`` after each route window (and after ``on_silence``) to arm timers;
-* ``on_silence(state, now_ms)`` when a deadline passes with no newer window of that route.
+* a window is judged once the watermark has closed it (an event-time timer at ``window_end - 1``),
+  in ``window_end`` order. A client's windows come through the window join's subtasks (partitioned
+  by window), so they can arrive out of order; when the watermark passes ``window_end - 1`` every
+  window of the key that ends by then has arrived (it travelled before that watermark);
+* before a window, ``on_silence`` at a passed deadline (a newer window of the key ends after it);
+* then ``on_silence(state, watermark)`` if the watermark passed the deadline: one call handles a
+  chain of deadlines, the records dated at each;
+* streaming only: when the whole stream idles, the watermark stops and no event-time timer fires; a
+  processing-time timer then estimates event time as the last watermark plus the wall time since
+  it last moved, once it has stalled for the configured idle time, and calls ``on_silence`` with it.
 
-A deadline passes in one of three ways, and each calls ``on_silence`` once:
-
-1. a newer window of the route arrives whose end is after the deadline (the route had no window
-   up to the deadline): silence is handled before that window, so the result does not depend on
-   how far the watermark jumped at once;
-2. the event-time timer at the deadline fires (the watermark passed it);
-3. the whole stream idles, so the watermark stops and no event-time timer can fire: a
-   processing-time timer estimates event time as the last watermark plus the wall time since
-   it last moved, once it has stalled for the configured idle time.
-
-At the end of a bounded input (backtest) the watermark jumps to ``Long.MAX_VALUE`` and fires
-every pending timer; those are not silence, so they are ignored.
+At the end of a bounded input (backtest) the watermark jumps to ``Long.MAX_VALUE``: the window
+operators emit every window still open and every timer fires. Neither is time passing (the input
+ended, the traffic did not), so nothing is done at that watermark: windows that only it closed are
+not judged, and no deadline after the last regular watermark is acted on. Backtest emits a
+watermark with every event that moves it (``pipeline.auto-watermark-interval`` 0, see
+:mod:`flink_app.job`), so the last regular watermark is exactly the newest event time less the delay
+and 1 ms, however the run is timed: the same rule as the pure-Python backtest.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from pyflink.common import Row
+from pyflink.common.time import Time
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext, TimeDomain
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from flink_app.detect.engine import DetectionEngine
 from flink_app.detect.model import Anomaly, ClientWindow, RouteWindow
@@ -58,6 +65,7 @@ ANOMALY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("severity", "STRING"),
     ("detected_at", "BIGINT"),
     ("ttl", "BIGINT"),
+    ("phase", "STRING"),
     ("day", "STRING"),
 )
 _PY_TYPES = {"STRING": Types.STRING(), "BIGINT": Types.LONG(), "DOUBLE": Types.DOUBLE()}
@@ -66,6 +74,10 @@ ANOMALY_TYPE_INFO = Types.ROW_NAMED([name for name, _ in ANOMALY_COLUMNS],
 
 _ROUTE_FIELDS = tuple(f.name for f in fields(RouteWindow) if f.name != "route")
 _CLIENT_FIELDS = tuple(f.name for f in fields(ClientWindow) if f.name != "client_ip")
+
+
+def _window_end(window: RouteWindow | ClientWindow) -> int:
+    return window.window_end
 
 
 def subject_key(row: Row) -> str:
@@ -91,49 +103,90 @@ def anomaly_values(anomaly: Anomaly) -> tuple[Any, ...]:
 
 @dataclass
 class Step:
-    """What one call into the engine left behind for a key."""
+    """What calls into the engine left behind for a key."""
 
     state: Any
     anomalies: list[Anomaly]
     deadline: int | None
+    windows: int = 0  # windows judged
+    silence_checks: int = 0  # on_silence calls
 
 
 class SubjectDetection:
-    """One key's detection, without Flink: the engine calls and the silence-deadline rules."""
+    """One key's detection, without Flink: the engine calls and the deadline rules."""
 
     def __init__(self, engine: DetectionEngine) -> None:
         self.engine = engine
 
     def on_window(self, state: Any, window: RouteWindow | ClientWindow, armed: int | None) -> Step:
         anomalies: list[Anomaly] = []
-        if isinstance(window, ClientWindow):
-            state, found = self.engine.on_client_window(state, window)
-            return Step(state, list(found), None)
+        checks = 0
         if state is not None and armed is not None and armed < window.window_end:
             state, found = self.engine.on_silence(state, armed)
             anomalies.extend(found)
-        state, found = self.engine.on_route_window(state, window)
+            checks = 1
+        if isinstance(window, RouteWindow):
+            state, found = self.engine.on_route_window(state, window)
+        else:
+            state, found = self.engine.on_client_window(state, window)
         anomalies.extend(found)
-        return Step(state, anomalies, self.engine.silence_deadline(state))
+        return Step(state, anomalies, self.engine.silence_deadline(state), 1, checks)
 
     def on_deadline(self, state: Any, now_ms: int) -> Step:
         state, found = self.engine.on_silence(state, now_ms)
-        return Step(state, list(found), self.engine.silence_deadline(state))
+        return Step(state, list(found), self.engine.silence_deadline(state), 0, 1)
+
+    def advance(self, state: Any, armed: int | None, pending: list[RouteWindow | ClientWindow],
+                watermark: int) -> tuple[Step, list[RouteWindow | ClientWindow]]:
+        """Backtest: the watermark closed ``pending``'s windows up to it (judged in order), then the
+        deadlines it passed. Returns the step and the windows still open."""
+        step = Step(state, [], armed)
+        closed = 0
+        for window in pending:
+            if window.window_end - 1 > watermark:
+                break
+            step = self._then(step, self.on_window(step.state, window, step.deadline))
+            closed += 1
+        if step.state is not None and step.deadline is not None and step.deadline <= watermark:
+            step = self._then(step, self.on_deadline(step.state, watermark))
+        return step, pending[closed:]
+
+    @staticmethod
+    def _then(before: Step, after: Step) -> Step:
+        return Step(after.state, before.anomalies + after.anomalies, after.deadline,
+                    before.windows + after.windows, before.silence_checks + after.silence_checks)
+
+
+def client_state_ttl(hours: float) -> StateTtlConfig:
+    """Client keys' state expires ``hours`` after its last write (one per window of the client).
+
+    An expired state may still be read until it is cleaned up (the same client, new or not, is
+    judged the same way), which keeps the Python worker's state cache on.
+    """
+    return (StateTtlConfig.new_builder(Time.milliseconds(int(hours * 3_600_000)))
+            .update_ttl_on_create_and_write()
+            .return_expired_if_not_cleaned_up()
+            .build())
 
 
 class DetectionFunction(KeyedProcessFunction):
     """Flink glue around :class:`SubjectDetection`: keyed state, timers, metrics."""
 
-    def __init__(self, settings: DetectSettings, bounded: bool, stall_ms: int) -> None:
+    def __init__(self, settings: DetectSettings, bounded: bool, stall_ms: int, client_ttl_h: float = 24.0) -> None:
         self.settings = settings
         self.bounded = bounded
         self.stall_ms = stall_ms
+        self.client_ttl_h = client_ttl_h
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.detection = SubjectDetection(DetectionEngine(self.settings))
-        self.engine_state = runtime_context.get_state(
-            ValueStateDescriptor("engine_state", Types.PICKLED_BYTE_ARRAY()))
-        self.deadline = runtime_context.get_state(ValueStateDescriptor("silence_deadline", Types.LONG()))
+        self.route_state = runtime_context.get_state(ValueStateDescriptor("route_state", Types.PICKLED_BYTE_ARRAY()))
+        client = ValueStateDescriptor("client_state", Types.PICKLED_BYTE_ARRAY())
+        client.enable_time_to_live(client_state_ttl(self.client_ttl_h))
+        self.client_state = runtime_context.get_state(client)
+        self.deadline = runtime_context.get_state(ValueStateDescriptor("deadline", Types.LONG()))
+        # Windows waiting for the watermark that closed them (see the module's docstring).
+        self.pending = runtime_context.get_state(ValueStateDescriptor("pending_windows", Types.PICKLED_BYTE_ARRAY()))
         self.idle_timer = runtime_context.get_state(ValueStateDescriptor("idle_timer", Types.LONG()))
         metrics = runtime_context.get_metrics_group().add_group(METRIC_GROUP)
         self.windows_counter = metrics.counter("windowsEvaluated")
@@ -143,40 +196,65 @@ class DetectionFunction(KeyedProcessFunction):
         self.clock_event_ms: int | None = None
         self.clock_wall_ms = 0
 
+    def _engine_state(self, key: str) -> Any:
+        return self.route_state if key.startswith("route#") else self.client_state
+
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
         window = window_from_values(value.as_dict())
-        self._observe(ctx, window.window_end)
-        self.windows_counter.inc()
-        armed = self.deadline.value() if isinstance(window, RouteWindow) else None
-        step = self.detection.on_window(self.engine_state.value(), window, armed)
-        yield from self._apply(step, ctx)
+        pending = self.pending.value() or []
+        bisect.insort(pending, window, key=_window_end)
+        self.pending.update(pending)
+        timers = ctx.timer_service()
+        watermark = timers.current_watermark()
+        if not self.bounded:
+            self._observe(ctx, window.window_end)
+        if window.window_end - 1 <= watermark < END_OF_INPUT_WATERMARK:  # already closed (not expected)
+            yield from self._advance(ctx, watermark)
+        else:
+            timers.register_event_time_timer(window.window_end - 1)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Row]:
-        armed = self.deadline.value()
         if ctx.time_domain() == TimeDomain.EVENT_TIME:
-            if armed != timestamp or ctx.timer_service().current_watermark() >= END_OF_INPUT_WATERMARK:
-                return
-            now_ms = timestamp
-        else:
-            self.idle_timer.clear()
-            if armed is None or self.bounded:
-                return
-            self._observe(ctx, None)
-            wall = ctx.timer_service().current_processing_time()
-            stalled_for = wall - self.clock_wall_ms
-            estimate = (self.clock_event_ms or armed) + stalled_for
-            if stalled_for < self.stall_ms or estimate < armed:
-                self._arm_idle_timer(ctx, wall + max(armed - estimate, self.stall_ms - stalled_for, 1000))
-                return
-            now_ms = estimate
-        self.silence_counter.inc()
-        yield from self._apply(self.detection.on_deadline(self.engine_state.value(), now_ms), ctx)
+            watermark = ctx.timer_service().current_watermark()
+            if watermark < END_OF_INPUT_WATERMARK:  # the end of a bounded input is not time passing
+                yield from self._advance(ctx, watermark)
+            return
+        self.idle_timer.clear()
+        armed = self.deadline.value()
+        if armed is None or self.bounded:
+            return
+        self._observe(ctx, None)
+        wall = ctx.timer_service().current_processing_time()
+        stalled_for = wall - self.clock_wall_ms
+        estimate = (self.clock_event_ms or armed) + stalled_for
+        if stalled_for < self.stall_ms or estimate < armed or self.pending.value():
+            # Not stalled long enough yet, or windows still wait for their watermark (it is on its way).
+            self._arm_idle_timer(ctx, wall + max(armed - estimate, self.stall_ms - stalled_for, 1000))
+            return
+        state = self._engine_state(ctx.get_current_key())
+        yield from self._apply(self.detection.on_deadline(state.value(), estimate), state, ctx)
 
-    def _apply(self, step: Step, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
-        self.engine_state.update(step.state)
+    def _advance(self, ctx: KeyedProcessFunction.Context, watermark: int) -> Iterable[Row]:
+        """Judge what ``watermark`` closed: the pending windows up to it in order, then the deadlines."""
+        state = self._engine_state(ctx.get_current_key())
+        before = self.pending.value() or []
+        step, pending = self.detection.advance(state.value(), self.deadline.value(), before, watermark)
+        if len(pending) != len(before):
+            if pending:
+                self.pending.update(pending)
+            else:
+                self.pending.clear()
+        if step.windows or step.silence_checks:
+            yield from self._apply(step, state, ctx)
+
+    def _apply(self, step: Step, state: Any, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
+        if step.state is not None:
+            state.update(step.state)
         self._arm(ctx, step.deadline)
+        self.windows_counter.inc(step.windows)
+        self.silence_counter.inc(step.silence_checks)
+        self.anomalies_counter.inc(len(step.anomalies))
         for anomaly in step.anomalies:
-            self.anomalies_counter.inc()
             yield Row(*anomaly_values(anomaly))
 
     def _arm(self, ctx: KeyedProcessFunction.Context, deadline: int | None) -> None:
@@ -184,8 +262,8 @@ class DetectionFunction(KeyedProcessFunction):
         armed = self.deadline.value()
         if armed == deadline:
             return
-        if armed is not None:
-            timers.delete_event_time_timer(armed)
+        # A superseded timer stays: it may share its time with a pending window's, and a timer with
+        # nothing due does nothing.
         if deadline is None:
             self.deadline.clear()
             return

@@ -3,15 +3,18 @@
 1. **Validation.** A raw row is an event when its size, event time and fields are usable
    (:func:`valid_condition`); every other row is *rejected* with a reason
    (:func:`reject_reason`) and goes to a side branch that counts it, never to the windows.
-2. **Route windows.** Sliding (HOP) windows per route: count, 4xx, 5xx, mean and max latency.
+2. **Route windows.** Sliding (HOP) windows per route: count, 4xx, 5xx, mean, max and mean log
+   latency.
 3. **Client windows.** Tumbling windows per client IP: count, distinct routes, unmatched paths,
    404s, 401/403s; the population's figures for the same window (clients, mean and standard
-   deviation of the count) are a cascaded window aggregate joined back by window.
+   deviation of the count, over every client) are a cascaded window aggregate joined back by
+   window. Only *candidate* client windows go on (:func:`client_candidate_condition`): the detectors
+   ignore the others, and they are nearly all of a long tail of visitors.
 4. **One aggregate stream.** Both kinds of window in one table (:data:`WINDOW_COLUMNS`), keyed
    downstream by ``subject_type#subject``; this is all that crosses into Python.
 
 Window bounds are epoch milliseconds (BIGINT), computed in the session time zone, which the job
-pins to UTC.
+pins to UTC. :mod:`flink_app.detect.windows` is the executable specification of every column.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from flink_app.config import JobConfig
+from flink_app.detect.clients import CandidateFloors
 from flink_app.detect.model import UNMATCHED_ROUTE, ClientWindow, RouteWindow
+from flink_app.detect.settings import DetectSettings
+from flink_app.detect.windows import MIN_LATENCY_MS
 from flink_app.events import INVALID_EVENT_TIME_MS, RAW_COLUMN
 from flink_app.sources import RAW_EVENTS
 
@@ -50,6 +56,7 @@ WINDOW_COLUMNS: tuple[tuple[str, str], ...] = (
     ("errors_5xx", "BIGINT"),
     ("latency_mean", "DOUBLE"),
     ("latency_max", "DOUBLE"),
+    ("latency_log_mean", "DOUBLE"),
     ("distinct_routes", "BIGINT"),
     ("unmatched", "BIGINT"),
     ("not_found", "BIGINT"),
@@ -58,7 +65,7 @@ WINDOW_COLUMNS: tuple[tuple[str, str], ...] = (
     ("pop_mean_count", "DOUBLE"),
     ("pop_std_count", "DOUBLE"),
 )
-ROUTE_COLUMNS = ("count", "errors_4xx", "errors_5xx", "latency_mean", "latency_max")
+ROUTE_COLUMNS = ("count", "errors_4xx", "errors_5xx", "latency_mean", "latency_max", "latency_log_mean")
 CLIENT_COLUMNS = (
     "count", "distinct_routes", "unmatched", "not_found", "auth_failures",
     "pop_clients", "pop_mean_count", "pop_std_count",
@@ -120,7 +127,8 @@ SELECT 'route' AS subject_type, `route` AS subject,
   CAST(SUM(CASE WHEN `status` >= 400 AND `status` < 500 THEN 1 ELSE 0 END) AS BIGINT) AS errors_4xx,
   CAST(SUM(CASE WHEN `status` >= 500 THEN 1 ELSE 0 END) AS BIGINT) AS errors_5xx,
   AVG(`latency_ms`) AS latency_mean,
-  MAX(`latency_ms`) AS latency_max
+  MAX(`latency_ms`) AS latency_max,
+  AVG(LN(GREATEST(`latency_ms`, CAST({MIN_LATENCY_MS!r} AS DOUBLE)))) AS latency_log_mean
 FROM TABLE(HOP(TABLE `{EVENTS}`, DESCRIPTOR(`event_time`),
                INTERVAL '{w.route_slide_s}' SECOND, INTERVAL '{w.route_size_s}' SECOND))
 GROUP BY `route`, window_start, window_end"""
@@ -149,16 +157,30 @@ FROM `{CLIENT_COUNTS}`
 GROUP BY window_start, window_end"""
 
 
-def client_windows_sql() -> str:
+def client_candidate_condition(settings: DetectSettings, alias: str = "c") -> str:
+    """SQL predicate over a client-count row: the window is a candidate for the client detectors.
+
+    The same floors as :meth:`flink_app.detect.clients.CandidateFloors.admit`, which the pure-Python
+    backtest applies.
+    """
+    floors = CandidateFloors.from_settings(settings)
+    return (f"{alias}.`count` >= {floors.count}"
+            f" OR GREATEST({alias}.unmatched, {alias}.not_found) >= {floors.scans}"
+            f" OR {alias}.auth_failures >= {floors.auth}")
+
+
+def client_windows_sql(config: JobConfig) -> str:
     # A window join: both sides are window aggregates of the same windows, so the join emits
-    # once per window when the watermark passes it and keeps no state beyond it.
+    # once per window when the watermark passes it and keeps no state beyond it. The population
+    # covers every client; the candidate filter applies to the per-client side only.
     return f"""
 SELECT 'client' AS subject_type, c.`client_ip` AS subject,
   {_epoch_ms('c.window_start')} AS window_start_ms, {_epoch_ms('c.window_end')} AS window_end_ms,
   c.`count`, c.distinct_routes, c.unmatched, c.not_found, c.auth_failures,
   p.pop_clients, p.pop_mean_count, COALESCE(p.pop_std_count, 0.0) AS pop_std_count
 FROM `{CLIENT_COUNTS}` c JOIN `{CLIENT_POPULATION}` p
-  ON c.window_start = p.window_start AND c.window_end = p.window_end"""
+  ON c.window_start = p.window_start AND c.window_end = p.window_end
+WHERE {client_candidate_condition(config.detect)}"""
 
 
 def windows_sql() -> str:
@@ -189,7 +211,7 @@ def register(t_env: StreamTableEnvironment, config: JobConfig) -> Stages:
         (ROUTE_WINDOWS, route_windows_sql(config)),
         (CLIENT_COUNTS, client_counts_sql(config)),
         (CLIENT_POPULATION, client_population_sql(config)),
-        (CLIENT_WINDOWS, client_windows_sql()),
+        (CLIENT_WINDOWS, client_windows_sql(config)),
         (WINDOWS, windows_sql()),
     )
     for name, sql in views:

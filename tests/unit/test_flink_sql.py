@@ -9,6 +9,7 @@ import pytest
 
 from flink_app import sinks, sources, stages
 from flink_app.config import ConfigError, JobConfig
+from flink_app.detect.clients import CandidateFloors
 from flink_app.detect.model import Anomaly, ClientWindow, RouteWindow
 from flink_app.operator import ANOMALY_COLUMNS, SubjectDetection, anomaly_values, window_from_values
 
@@ -35,7 +36,8 @@ def test_kinesis_source_ddl_carries_the_stream_region_position_and_endpoint() ->
     assert "'source.init.position' = 'TRIM_HORIZON'" in ddl
     assert "'aws.endpoint' = 'http://127.0.0.1:5000'" in ddl
     assert "'format' = 'raw'" in ddl and "`line` STRING" in ddl
-    assert "WATERMARK FOR `event_time` AS `event_time` - INTERVAL '7' SECOND" in ddl
+    # the newest event time less the delay and 1 ms (a window closes once an event is the delay past its end)
+    assert "WATERMARK FOR `event_time` AS `event_time` - INTERVAL '7' SECOND - INTERVAL '0.001' SECOND" in ddl
 
 
 def test_kinesis_source_without_endpoint_talks_to_aws() -> None:
@@ -65,6 +67,19 @@ def test_dynamodb_sink_ddl_upserts_on_pk_and_sk() -> None:
     assert "PRIMARY KEY (`pk`, `sk`) NOT ENFORCED" in ddl
     for name, sql_type in ANOMALY_COLUMNS:
         assert f"`{name}` {sql_type}" in ddl
+
+
+def test_every_anomaly_sink_carries_every_field_of_the_record() -> None:
+    # given the record shape (Anomaly.to_record) and both sinks of a streaming run
+    record_fields = set(Anomaly("spike", "route", "/a", 0, 60_000, 90.0, 10.0, 8.0, "medium", 1, 2).to_record())
+    dynamodb = sinks.anomaly_sink_ddl(config({"PropertyGroupId": "pulse.source", "PropertyMap": {"stream.arn": ARN}}))
+    jsonl = sinks.anomaly_sink_ddl(config(group("sink", kind="jsonl", path="/tmp/out")))
+    # then each has a column per field, phase included
+    assert {name for name, _ in ANOMALY_COLUMNS} == record_fields
+    for ddl in (dynamodb, jsonl):
+        assert "`phase` STRING" in ddl
+        for name in record_fields:
+            assert f"`{name}` " in ddl, name
 
 
 def test_quotes_in_values_cannot_break_out_of_the_options() -> None:
@@ -104,6 +119,27 @@ def test_only_valid_rows_are_events_and_rejected_rows_get_a_reason() -> None:
         assert f"'{reason}'" in rejected
 
 
+def test_route_windows_carry_the_mean_log_latency_as_the_detectors_compute_it() -> None:
+    sql = stages.route_windows_sql(config())
+    assert "AVG(LN(GREATEST(`latency_ms`, CAST(0.001 AS DOUBLE)))) AS latency_log_mean" in sql
+    assert ("latency_log_mean", "DOUBLE") in stages.WINDOW_COLUMNS
+
+
+def test_only_candidate_client_windows_go_on_and_the_population_counts_every_client() -> None:
+    # given detector floors (clear level 0.5 of 300 requests, 30 scans, 8 auth failures)
+    c = config(group("detect", alert_clear_score="0.5", burst_min_count="300", scan_min_count="30",
+                     auth_min_count="8"))
+    # then the per-client side of the join is filtered with the same floors as CandidateFloors
+    floors = CandidateFloors.from_settings(c.detect)
+    condition = "c.`count` >= 150 OR GREATEST(c.unmatched, c.not_found) >= 15 OR c.auth_failures >= 4"
+    assert (floors.count, floors.scans, floors.auth) == (150, 15, 4)
+    assert stages.client_candidate_condition(c.detect) == condition
+    assert stages.client_windows_sql(c).rstrip().endswith(f"WHERE {condition}")
+    # and the population is computed over the unfiltered per-client counts
+    assert f"FROM `{stages.CLIENT_COUNTS}`" in stages.client_population_sql(c)
+    assert "WHERE" not in stages.client_population_sql(c)
+
+
 def test_window_sql_uses_the_configured_sizes() -> None:
     c = config(group("windows", route_size_s="30", route_slide_s="5", client_size_s="20"))
     assert "HOP(TABLE `events`, DESCRIPTOR(`event_time`),\n               INTERVAL '5' SECOND, INTERVAL '30' SECOND)" \
@@ -115,12 +151,12 @@ def test_rows_become_model_windows() -> None:
     base = {name: None for name, _ in stages.WINDOW_COLUMNS}
     route = window_from_values({**base, "subject_type": "route", "subject": "/a", "window_start": 0,
                                 "window_end": 10, "count": 3, "errors_4xx": 1, "errors_5xx": 0,
-                                "latency_mean": 2.0, "latency_max": 3.0})
+                                "latency_mean": 2.0, "latency_max": 3.0, "latency_log_mean": 0.5})
     client = window_from_values({**base, "subject_type": "client", "subject": "10.0.0.1", "window_start": 0,
                                  "window_end": 10, "count": 3, "distinct_routes": 2, "unmatched": 0,
                                  "not_found": 1, "auth_failures": 0, "pop_clients": 4, "pop_mean_count": 2.5,
                                  "pop_std_count": 0.5})
-    assert route == RouteWindow("/a", 0, 10, 3, 1, 0, 2.0, 3.0)
+    assert route == RouteWindow("/a", 0, 10, 3, 1, 0, 2.0, 3.0, 0.5)
     assert client == ClientWindow("10.0.0.1", 0, 10, 3, 2, 0, 1, 0, 4, 2.5, 0.5)
 
 
@@ -131,7 +167,7 @@ def test_anomaly_values_follow_the_sink_columns() -> None:
 
 @dataclass
 class RecordingEngine:
-    """An engine whose route deadline is always ``last window end + 10``, recording calls."""
+    """An engine whose deadline is always ``last window end + 10``, recording calls."""
 
     calls: list[tuple[str, int]] = field(default_factory=list)
 
@@ -141,7 +177,7 @@ class RecordingEngine:
 
     def on_client_window(self, state: Any, window: ClientWindow) -> tuple[Any, list[Anomaly]]:
         self.calls.append(("client", window.window_end))
-        return state, []
+        return {"last": window.window_end}, []
 
     def silence_deadline(self, state: Any) -> int | None:
         return state["last"] + 10
@@ -153,6 +189,10 @@ class RecordingEngine:
 
 def route_window(end: int) -> RouteWindow:
     return RouteWindow("/a", end - 4, end, 1, 0, 0, 1.0, 1.0)
+
+
+def client_window(end: int) -> ClientWindow:
+    return ClientWindow("10.0.0.1", end - 4, end, 200, 1, 0, 0, 0, 1, 200.0, 0.0)
 
 
 def test_a_window_after_a_passed_deadline_is_preceded_by_silence() -> None:
@@ -169,7 +209,39 @@ def test_a_window_after_a_passed_deadline_is_preceded_by_silence() -> None:
     assert late.deadline == 60
 
 
-def test_client_windows_arm_no_deadline() -> None:
+def test_client_windows_arm_the_engines_deadline_like_route_windows() -> None:
+    # given a client whose engine asks for a deadline (the end of a cool-down)
     engine = RecordingEngine()
-    step = SubjectDetection(engine).on_window(None, ClientWindow("10.0.0.1", 0, 4, 1, 1, 0, 0, 0, 1, 1.0, 0.0), 5)  # type: ignore[arg-type]
-    assert step.deadline is None and engine.calls == [("client", 4)]
+    detection = SubjectDetection(engine)  # type: ignore[arg-type]
+    first = detection.on_window(None, client_window(4), None)
+    # when its next window ends after that deadline
+    later = detection.on_window(first.state, client_window(40), first.deadline)
+    # then the deadline is armed and acted on before the window, as for a route
+    assert first.deadline == 14
+    assert engine.calls == [("client", 4), ("silence", 14), ("client", 40)]
+    assert later.deadline == 50
+
+
+def test_a_watermark_judges_the_windows_it_closed_in_order_then_the_deadlines_it_passed() -> None:
+    # given windows that arrived out of order (a client's come through several join subtasks)
+    engine = RecordingEngine()
+    detection = SubjectDetection(engine)  # type: ignore[arg-type]
+    pending = sorted([route_window(30), route_window(10), route_window(60)], key=lambda w: w.window_end)
+
+    # when the watermark reaches 29 (closes windows ending by 30), then 45
+    first, left = detection.advance(None, None, pending, watermark=29)
+    second, rest = detection.advance(first.state, first.deadline, left, watermark=45)
+
+    # then windows are judged in window_end order (the deadline 20 passed before the window ending at 30),
+    # the window ending at 60 waits, and the deadline 40 (passed by 45, not by 29) is acted on with the
+    # watermark, once
+    assert engine.calls == [("window", 10), ("silence", 20), ("window", 30), ("silence", 45)]
+    assert (first.windows, first.silence_checks, [w.window_end for w in left]) == (2, 1, [60])
+    assert (second.windows, second.silence_checks, [w.window_end for w in rest]) == (0, 1, [60])
+    assert second.deadline == 55 and [a.window_end for a in second.anomalies] == [45]
+
+
+def test_a_watermark_that_closes_nothing_does_nothing() -> None:
+    engine = RecordingEngine()
+    step, left = SubjectDetection(engine).advance({"last": 10}, 20, [route_window(60)], watermark=19)  # type: ignore[arg-type]
+    assert engine.calls == [] and (step.windows, step.silence_checks) == (0, 0) and len(left) == 1
