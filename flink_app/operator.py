@@ -136,11 +136,11 @@ class SubjectDetection:
         state, found = self.engine.on_silence(state, now_ms)
         return Step(state, list(found), self.engine.silence_deadline(state), 0, 1)
 
-    def advance(self, state: Any, armed: int | None, pending: list[RouteWindow | ClientWindow],
+    def advance(self, state: Any, pending: list[RouteWindow | ClientWindow],
                 watermark: int) -> tuple[Step, list[RouteWindow | ClientWindow]]:
-        """Backtest: the watermark closed ``pending``'s windows up to it (judged in order), then the
+        """The watermark closed ``pending``'s windows up to it (judged in ``window_end`` order), then the
         deadlines it passed. Returns the step and the windows still open."""
-        step = Step(state, [], armed)
+        step = Step(state, [], self.engine.silence_deadline(state) if state is not None else None)
         closed = 0
         for window in pending:
             if window.window_end - 1 > watermark:
@@ -170,7 +170,12 @@ def client_state_ttl(hours: float) -> StateTtlConfig:
 
 
 class DetectionFunction(KeyedProcessFunction):
-    """Flink glue around :class:`SubjectDetection`: keyed state, timers, metrics."""
+    """Flink glue around :class:`SubjectDetection`: keyed state, timers, metrics.
+
+    Each key has at most one event-time timer (``wake``): the earliest of its first pending window's
+    ``window_end - 1`` and the engine's deadline. Windows that arrive in order add no timer, and no
+    superseded timer fires for nothing.
+    """
 
     def __init__(self, settings: DetectSettings, bounded: bool, stall_ms: int, client_ttl_h: float = 24.0) -> None:
         self.settings = settings
@@ -184,9 +189,11 @@ class DetectionFunction(KeyedProcessFunction):
         client = ValueStateDescriptor("client_state", Types.PICKLED_BYTE_ARRAY())
         client.enable_time_to_live(client_state_ttl(self.client_ttl_h))
         self.client_state = runtime_context.get_state(client)
-        self.deadline = runtime_context.get_state(ValueStateDescriptor("deadline", Types.LONG()))
         # Windows waiting for the watermark that closed them (see the module's docstring).
         self.pending = runtime_context.get_state(ValueStateDescriptor("pending_windows", Types.PICKLED_BYTE_ARRAY()))
+        self.wake = runtime_context.get_state(ValueStateDescriptor("wake", Types.LONG()))
+        # Streaming only: the engine's deadline and the idle-stream timer armed for it.
+        self.deadline = runtime_context.get_state(ValueStateDescriptor("deadline", Types.LONG()))
         self.idle_timer = runtime_context.get_state(ValueStateDescriptor("idle_timer", Types.LONG()))
         metrics = runtime_context.get_metrics_group().add_group(METRIC_GROUP)
         self.windows_counter = metrics.counter("windowsEvaluated")
@@ -204,17 +211,19 @@ class DetectionFunction(KeyedProcessFunction):
         pending = self.pending.value() or []
         bisect.insort(pending, window, key=_window_end)
         self.pending.update(pending)
-        timers = ctx.timer_service()
-        watermark = timers.current_watermark()
         if not self.bounded:
             self._observe(ctx, window.window_end)
+        watermark = ctx.timer_service().current_watermark()
         if window.window_end - 1 <= watermark < END_OF_INPUT_WATERMARK:  # already closed (not expected)
             yield from self._advance(ctx, watermark)
-        else:
-            timers.register_event_time_timer(window.window_end - 1)
+            return
+        wake = self.wake.value()
+        if wake is None or window.window_end - 1 < wake:  # the key's timer must come earlier
+            self._set_wake(ctx, wake, window.window_end - 1)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Row]:
         if ctx.time_domain() == TimeDomain.EVENT_TIME:
+            self.wake.clear()  # it fired
             watermark = ctx.timer_service().current_watermark()
             if watermark < END_OF_INPUT_WATERMARK:  # the end of a bounded input is not time passing
                 yield from self._advance(ctx, watermark)
@@ -232,47 +241,58 @@ class DetectionFunction(KeyedProcessFunction):
             self._arm_idle_timer(ctx, wall + max(armed - estimate, self.stall_ms - stalled_for, 1000))
             return
         state = self._engine_state(ctx.get_current_key())
-        yield from self._apply(self.detection.on_deadline(state.value(), estimate), state, ctx)
+        step = self.detection.on_deadline(state.value(), estimate)
+        yield from self._apply(step, state, ctx, [])
 
     def _advance(self, ctx: KeyedProcessFunction.Context, watermark: int) -> Iterable[Row]:
         """Judge what ``watermark`` closed: the pending windows up to it in order, then the deadlines."""
         state = self._engine_state(ctx.get_current_key())
         before = self.pending.value() or []
-        step, pending = self.detection.advance(state.value(), self.deadline.value(), before, watermark)
+        step, pending = self.detection.advance(state.value(), before, watermark)
         if len(pending) != len(before):
             if pending:
                 self.pending.update(pending)
             else:
                 self.pending.clear()
-        if step.windows or step.silence_checks:
-            yield from self._apply(step, state, ctx)
+        yield from self._apply(step, state, ctx, pending)
 
-    def _apply(self, step: Step, state: Any, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
-        if step.state is not None:
+    def _apply(self, step: Step, state: Any, ctx: KeyedProcessFunction.Context,
+               pending: list[RouteWindow | ClientWindow]) -> Iterable[Row]:
+        if step.windows or step.silence_checks:
             state.update(step.state)
-        self._arm(ctx, step.deadline)
+        times = [t for t in (pending[0].window_end - 1 if pending else None, step.deadline) if t is not None]
+        wake = self.wake.value()
+        if (min(times) if times else None) != wake:
+            self._set_wake(ctx, wake, min(times) if times else None)
+        if not self.bounded:
+            self._arm_idle(ctx, step.deadline)
         self.windows_counter.inc(step.windows)
         self.silence_counter.inc(step.silence_checks)
         self.anomalies_counter.inc(len(step.anomalies))
         for anomaly in step.anomalies:
             yield Row(*anomaly_values(anomaly))
 
-    def _arm(self, ctx: KeyedProcessFunction.Context, deadline: int | None) -> None:
+    def _set_wake(self, ctx: KeyedProcessFunction.Context, old: int | None, new: int | None) -> None:
         timers = ctx.timer_service()
-        armed = self.deadline.value()
-        if armed == deadline:
+        if old is not None:
+            timers.delete_event_time_timer(old)
+        if new is None:
+            self.wake.clear()
+        else:
+            self.wake.update(new)
+            timers.register_event_time_timer(new)
+
+    def _arm_idle(self, ctx: KeyedProcessFunction.Context, deadline: int | None) -> None:
+        """Streaming: a processing-time timer for the deadline, in case the whole stream idles."""
+        if deadline == self.deadline.value():
             return
-        # A superseded timer stays: it may share its time with a pending window's, and a timer with
-        # nothing due does nothing.
         if deadline is None:
             self.deadline.clear()
             return
         self.deadline.update(deadline)
-        timers.register_event_time_timer(deadline)
-        if not self.bounded:
-            base = self.clock_event_ms if self.clock_event_ms is not None else deadline
-            wall = timers.current_processing_time()
-            self._arm_idle_timer(ctx, wall + max(deadline - base, 0) + self.stall_ms)
+        base = self.clock_event_ms if self.clock_event_ms is not None else deadline
+        wall = ctx.timer_service().current_processing_time()
+        self._arm_idle_timer(ctx, wall + max(deadline - base, 0) + self.stall_ms)
 
     def _arm_idle_timer(self, ctx: KeyedProcessFunction.Context, at_wall_ms: int) -> None:
         timers = ctx.timer_service()

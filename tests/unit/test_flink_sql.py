@@ -229,8 +229,8 @@ def test_a_watermark_judges_the_windows_it_closed_in_order_then_the_deadlines_it
     pending = sorted([route_window(30), route_window(10), route_window(60)], key=lambda w: w.window_end)
 
     # when the watermark reaches 29 (closes windows ending by 30), then 45
-    first, left = detection.advance(None, None, pending, watermark=29)
-    second, rest = detection.advance(first.state, first.deadline, left, watermark=45)
+    first, left = detection.advance(None, pending, watermark=29)
+    second, rest = detection.advance(first.state, left, watermark=45)
 
     # then windows are judged in window_end order (the deadline 20 passed before the window ending at 30),
     # the window ending at 60 waits, and the deadline 40 (passed by 45, not by 29) is acted on with the
@@ -243,5 +243,5 @@ def test_a_watermark_judges_the_windows_it_closed_in_order_then_the_deadlines_it
 
 def test_a_watermark_that_closes_nothing_does_nothing() -> None:
     engine = RecordingEngine()
-    step, left = SubjectDetection(engine).advance({"last": 10}, 20, [route_window(60)], watermark=19)  # type: ignore[arg-type]
+    step, left = SubjectDetection(engine).advance({"last": 10}, [route_window(60)], watermark=19)  # type: ignore[arg-type]
     assert engine.calls == [] and (step.windows, step.silence_checks) == (0, 0) and len(left) == 1
