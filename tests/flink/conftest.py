@@ -1,4 +1,5 @@
-"""Flink-test helpers: one JVM for the session, small windows, streaming jobs run in-process."""
+"""Flink-test helpers: one JVM for the session, small windows, streaming jobs run in-process, and one
+labelled input (with its pure-Python and Flink backtests) shared by the backtest and streaming tests."""
 
 from __future__ import annotations
 
@@ -6,21 +7,27 @@ import json
 import os
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flink_app import job
+from flink_app.cli import BacktestResult, run_backtest
 from flink_app.config import JobConfig
+from flink_app.detect.model import Anomaly
+from flink_app.detect.replay import backtest
 from flink_app.operator import METRIC_GROUP
 from pulse_local.emulator import free_port
+from pulse_local.traffic import Injection, TrafficGenerator, TrafficSpec
 
 # Small windows keep the tests short: a 4 s route window sliding by 2 s, 4 s client windows.
 WINDOWS = {"route.size.s": "4", "route.slide.s": "2", "client.size.s": "4",
            "watermark.delay.s": "1", "idle.timeout.s": "2"}
-DETECT = {"warmup.windows": "4"}
+DETECT = {"route.warmup.windows": "4"}
 
 
 def small_config(*groups: dict[str, Any]) -> JobConfig:
@@ -116,3 +123,81 @@ def incident(start_ms: int, seconds: int, spiked_route: str, spike_at_s: int) ->
 
     spike = Spike(spiked_route, start_ms + spike_at_s * 1000, 2_000, 400)
     return list(steady(start_ms, seconds * 1000, rate_per_s=40, routes=4, clients=25, spikes=(spike,)))
+
+
+# --- one labelled input for the backtest and streaming tests ------------------------------------------
+
+# 78 minutes of realistic traffic (~43 000 events), one injection of each of the eight kinds, default
+# windows and detector settings: a few seconds of job time.
+LABELLED_SPEC = TrafficSpec(seed=424242, duration_s=4_680, peak_rps=12.0, start_phase=0.45)
+
+
+@dataclass(frozen=True)
+class LabelledInput:
+    """Labelled events as a JSON-lines file (malformed lines included) and what they must give."""
+
+    lines: list[str]  # as written, in order
+    malformed: int  # how many of ``lines`` are malformed
+    events: list[dict[str, Any]]  # the valid ones
+    labels: list[Injection]
+    config: JobConfig
+    expected: list[Anomaly]  # the pure-Python backtest (flink_app/detect/replay.py) of ``events``
+    last_watermark: int  # the last regular watermark: newest event time - delay - 1 ms
+
+    def write(self, path: Path, lines: Iterable[str] | None = None) -> Path:
+        scratch = path.with_name("." + path.name)  # a monitored directory ignores hidden files
+        scratch.write_text("".join(line + "\n" for line in (self.lines if lines is None else lines)))
+        scratch.rename(path)
+        return path
+
+
+def malformed_lines(near: dict[str, Any]) -> list[str]:
+    """Records the job must count and set aside; those with a usable ``ts`` take ``near``'s, so that
+    they do not move the watermark."""
+    ts = near["ts"]
+    return ["not json", '"a string"', '{"ts": "yesterday", "route": "/x"}', '{"v": 1}',
+            json.dumps({**near, "status": "teapot"}), json.dumps({**near, "ts": ts, "route": "/x" * 20_000})]
+
+
+@pytest.fixture(scope="session")
+def labelled_input() -> LabelledInput:
+    generator = TrafficGenerator(LABELLED_SPEC)
+    labels = generator.plan(per_kind=1)
+    events = list(generator.events(labels))
+    # Malformed lines at the end of the first half (the streaming test writes the halves as two files).
+    half = len(events) // 2
+    bad = malformed_lines(events[half - 1])
+    lines = [json.dumps(e) for e in events[:half]] + bad + [json.dumps(e) for e in events[half:]]
+    config = JobConfig.from_property_groups([
+        {"PropertyGroupId": "pulse.job", "PropertyMap": {"checkpoint.interval.s": "2", "python.bundle.time.ms": "100"}},
+    ])
+    delay_ms = config.windows.watermark_delay_s * 1000
+    expected = backtest(events, config.detect, watermark_delay_ms=delay_ms).anomalies
+    last_watermark = max(e["ts"] for e in events) - delay_ms - 1
+    return LabelledInput(lines, len(bad), events, labels, config, expected, last_watermark)
+
+
+@dataclass(frozen=True)
+class FlinkBacktest:
+    result: BacktestResult
+    output_lines: list[str]
+
+
+@pytest.fixture(scope="session")
+def flink_backtest(labelled_input: LabelledInput, tmp_path_factory: pytest.TempPathFactory) -> FlinkBacktest:
+    """``python -m flink_app backtest``'s code path on the labelled input, at the default parallelism."""
+    scratch = tmp_path_factory.mktemp("backtest")
+    source = labelled_input.write(scratch / "events.jsonl")
+    output = scratch / "anomalies.jsonl"
+    result = run_backtest(labelled_input.config, source, output)
+    return FlinkBacktest(result, output.read_text().splitlines())
+
+
+def comparable(records: Iterable[Anomaly | dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records without their wall-clock fields (detected_at, ttl), sorted by key and phase."""
+    out = []
+    for record in records:
+        values = record.to_record() if isinstance(record, Anomaly) else Anomaly.from_record(record).to_record()
+        del values["detected_at"], values["ttl"]
+        out.append(values)
+    return sorted(out, key=lambda r: (r["pk"], r["sk"], r["phase"]))

@@ -1,4 +1,6 @@
-"""Backtest: a bounded file of events through the whole job gives exactly the expected anomalies."""
+"""Backtest on the local mini-cluster: labelled traffic through the whole job gives exactly the records
+of the pure-Python backtest (flink_app/detect/replay.py), and the SQL stages compute exactly the
+reference windows (flink_app/detect/windows.py)."""
 
 from __future__ import annotations
 
@@ -7,53 +9,71 @@ from pathlib import Path
 
 import pytest
 
-from flink_app.cli import run_backtest
-from flink_app.detect.model import Anomaly
-from pulse_local.steady import Spike, steady
+from flink_app import job, sources, stages
+from flink_app.cli import backtest_config, run_backtest
+from flink_app.detect.clients import CandidateFloors
+from flink_app.detect.model import KINDS, Anomaly, ClientWindow, RouteWindow
+from flink_app.detect.windows import WindowGeometry, aggregate
+from flink_app.operator import window_from_values
+from pulse_local.evaluation import evaluate
 from pulse_local.traffic import write_jsonl
-from tests.flink.conftest import small_config
-from tests.flink.reference import expected_anomalies
+from tests.flink.conftest import FlinkBacktest, LabelledInput, comparable, small_config
 
 pytestmark = [pytest.mark.flink, pytest.mark.slow]
 
-START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-SPIKED = "/api/r1/{item_id}"
-MALFORMED = ["not json", '"a string"', '{"ts": "yesterday", "route": "/x"}', '{"v": 1}',
-             json.dumps({"v": 1, "ts": START_MS + 5000, "route": "/x", "status": "teapot", "latency_ms": 1,
-                         "client_ip": "10.9.9.9"}),
-             json.dumps({"v": 1, "ts": START_MS + 6000, "route": "/x" * 20000, "status": 200, "latency_ms": 1,
-                         "client_ip": "10.9.9.9"})]
+
+def test_the_labelled_input_exercises_every_kind(labelled_input: LabelledInput) -> None:
+    # The comparisons below are only as good as their input: every injected kind is found by the reference.
+    evaluation = evaluate(labelled_input.expected, labelled_input.labels)
+    assert evaluation.missed == []
+    assert {label.kind for label in labelled_input.labels} == set(KINDS)
+    assert {"open", "escalate", "end"} <= {a.phase for a in labelled_input.expected}
 
 
-def comparable(anomaly: Anomaly) -> tuple[object, ...]:
-    """Everything but the wall-clock fields (detected_at, ttl)."""
-    return (anomaly.pk, anomaly.sk, anomaly.kind, anomaly.window_start, anomaly.window_end, anomaly.severity,
-            round(anomaly.observed, 6), round(anomaly.expected, 3), round(anomaly.score, 3))
+def test_backtest_writes_exactly_the_records_of_the_pure_python_backtest(
+        labelled_input: LabelledInput, flink_backtest: FlinkBacktest) -> None:
+    # given labelled traffic with every kind injected and malformed lines (the flink_backtest fixture)
+    # then every record but its wall-clock fields is the pure-Python backtest's: keys, phases, figures
+    assert comparable(flink_backtest.result.anomalies) == comparable(labelled_input.expected)
+    # and nothing is judged after the last regular watermark (not the end-of-input one)
+    assert max(a.window_end for a in flink_backtest.result.anomalies) <= labelled_input.last_watermark
 
 
-def test_backtest_writes_exactly_the_expected_anomalies(tmp_path: Path) -> None:
-    # given: two minutes of steady traffic on 4 routes, a tenfold spike on one, and malformed lines
-    events: list[object] = list(steady(START_MS, 120_000, rate_per_s=40, routes=4, clients=25,
-                                       spikes=(Spike(SPIKED, START_MS + 80_000, 2_000, 400),)))
-    for offset, line in enumerate(MALFORMED):
-        events.insert(100 + offset * 500, line)
-    source = tmp_path / "events.jsonl"
-    with source.open("w") as out:
-        for item in events:
-            out.write((item if isinstance(item, str) else json.dumps(item)) + "\n")
-    config = small_config()
-    expected = expected_anomalies([e for e in events if not isinstance(e, str)], config)
-    assert any(a.kind == "spike" and a.subject == SPIKED for a in expected), "the test data must hold a spike"
+def test_backtest_output_is_one_record_per_line_in_key_order(flink_backtest: FlinkBacktest) -> None:
+    records = [json.loads(line) for line in flink_backtest.output_lines]
+    assert len(records) == len(flink_backtest.result.anomalies)
+    assert [Anomaly.from_record(r).to_record() for r in records] == records  # DESIGN.md's shape, phase included
+    assert [(r["pk"], r["sk"]) for r in records] == sorted((r["pk"], r["sk"]) for r in records)
 
-    # when
-    output = tmp_path / "anomalies.jsonl"
-    result = run_backtest(config, source, output)
 
-    # then: one anomaly per line, in DESIGN.md's record shape, exactly the expected ones
-    lines = [json.loads(line) for line in output.read_text().splitlines()]
-    assert [Anomaly.from_record(line).to_record() for line in lines] == lines
-    assert [comparable(Anomaly.from_record(line)) for line in lines] == [comparable(a) for a in expected]
-    assert len(result.anomalies) == len(expected)
+def test_the_sql_stages_compute_the_reference_windows(labelled_input: LabelledInput, tmp_path: Path) -> None:
+    # given the labelled input as a bounded file
+    source = labelled_input.write(tmp_path / "events.jsonl")
+    config = backtest_config(labelled_input.config, source, tmp_path / "unused.jsonl")
+    # when the SQL stages' aggregate table is written out (every window, also those the end of input closes)
+    t_env = job.create_environment(config, bounded=True).t_env
+    t_env.execute_sql(sources.source_ddl(config))  # type: ignore[attr-defined]
+    columns = ", ".join(f"`{name}` {sql_type}" for name, sql_type in stages.WINDOW_COLUMNS)
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE windows_out ({columns}) WITH ("  # type: ignore[attr-defined]
+                      f"'connector' = 'filesystem', 'path' = '{tmp_path / 'windows'}', 'format' = 'json')")
+    stages.register(t_env, config).windows.execute_insert("windows_out").wait()  # type: ignore[arg-type]
+    windows = [window_from_values(json.loads(line)) for part in sorted((tmp_path / "windows").rglob("part-*"))
+               for line in part.read_text().splitlines()]
+    # then the client windows are exactly the reference's candidates, population figures to the last bit
+    reference = aggregate(labelled_input.events, WindowGeometry.from_config(config.windows))
+    admit = CandidateFloors.from_settings(config.detect).admit
+    clients = sorted((w for w in windows if isinstance(w, ClientWindow)), key=lambda w: (w.window_end, w.client_ip))
+    assert clients == [w for w in reference.client_windows if admit(w)]
+    assert 0 < len(clients) < len(reference.client_windows) / 100  # the candidate filter does filter
+    # and the route windows are the reference's: counts exactly, latency sums to rounding in the last bits
+    routes = sorted((w for w in windows if isinstance(w, RouteWindow)), key=lambda w: (w.window_end, w.route))
+    assert len(routes) == len(reference.route_windows)
+    for got, want in zip(routes, reference.route_windows, strict=True):
+        assert (got.route, got.window_start, got.window_end, got.count, got.errors_4xx, got.errors_5xx,
+                got.latency_max) == (want.route, want.window_start, want.window_end, want.count, want.errors_4xx,
+                                     want.errors_5xx, want.latency_max)
+        assert got.latency_mean == pytest.approx(want.latency_mean, rel=1e-12)
+        assert got.latency_log_mean == pytest.approx(want.latency_log_mean, rel=1e-12, abs=1e-12)
 
 
 def test_backtest_of_an_empty_file_writes_an_empty_output(tmp_path: Path) -> None:
