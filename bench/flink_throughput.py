@@ -1,14 +1,16 @@
 """Throughput of the detection job over generated traffic: full job vs the SQL stages alone.
 
-    python bench/flink_throughput.py [--events 2000000] [--routes 200] [--clients 10000]
+    python bench/flink_throughput.py [--events 2000000] [--routes 200] [--clients 10000] [--repeat 3]
 
 For parallelism 1 and 2 it runs, in one JVM, (a) the full backtest job (SQL stages + Python
 detection) and (b) the same source and SQL stages with the windows going to a discarding
 ('blackhole') sink. Start-up is measured apart by running each job over a tiny file; steady
-throughput is ``events / (total - start-up)``. With the connector JAR present it also measures
-how fast Flink's Kinesis source reads an emulated stream (embedded moto). Prints ``name=value``
-lines; the last line holds the headline figures, including ``events_per_s`` (full job,
-parallelism 1) and ``python_overhead_ratio`` (full / SQL-only steady time, parallelism 1).
+throughput is ``events / (total - start-up)``. With ``--repeat N`` the two modes alternate N times
+and each keeps its fastest run (a shared machine's noise only ever slows a run down). With the
+connector JAR present it also measures how fast Flink's Kinesis source reads an emulated stream
+(embedded moto). Prints ``name=value`` lines; the last line holds the headline figures, including
+``events_per_s`` (full job, parallelism 1) and ``python_overhead_ratio`` (full / SQL-only steady
+time, parallelism 1).
 """
 
 from __future__ import annotations
@@ -115,6 +117,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=10_000)
     parser.add_argument("--parallelism", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--kinesis-records", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=1, help="alternate the modes N times, keep each one's best")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -130,18 +133,20 @@ def main() -> int:
 
         figures: dict[str, float] = {}
         for parallelism in args.parallelism:
-            for mode, detect in (("full", True), ("sql", False)):
-                startup, _ = timed_run(tiny_config, parallelism, detect)
-                total, anomalies = timed_run(big_config, parallelism, detect)
-                steady_s = max(total - startup, 1e-3)
-                key = f"{mode}_p{parallelism}"
-                figures[f"{key}_startup_s"] = startup
-                figures[f"{key}_total_s"] = total
-                figures[f"{key}_steady_s"] = steady_s
-                figures[f"{key}_events_per_s"] = events / steady_s
-                print(f"mode={mode} parallelism={parallelism} startup_s={startup:.1f} total_s={total:.1f} "
-                      f"steady_s={steady_s:.1f} events_per_s={events / steady_s:.0f}"
-                      + (f" anomalies={anomalies}" if detect else ""), flush=True)
+            for _ in range(args.repeat):
+                for mode, detect in (("full", True), ("sql", False)):
+                    startup, _ = timed_run(tiny_config, parallelism, detect)
+                    total, anomalies = timed_run(big_config, parallelism, detect)
+                    steady_s = max(total - startup, 1e-3)
+                    print(f"mode={mode} parallelism={parallelism} startup_s={startup:.1f} total_s={total:.1f} "
+                          f"steady_s={steady_s:.1f} events_per_s={events / steady_s:.0f}"
+                          + (f" anomalies={anomalies}" if detect else ""), flush=True)
+                    key = f"{mode}_p{parallelism}"
+                    if steady_s < figures.get(f"{key}_steady_s", float("inf")):
+                        figures[f"{key}_startup_s"] = startup
+                        figures[f"{key}_total_s"] = total
+                        figures[f"{key}_steady_s"] = steady_s
+                        figures[f"{key}_events_per_s"] = events / steady_s
             figures[f"python_overhead_ratio_p{parallelism}"] = (
                 figures[f"full_p{parallelism}_steady_s"] / figures[f"sql_p{parallelism}_steady_s"])
             print(f"parallelism={parallelism} python_overhead_ratio="
