@@ -67,10 +67,21 @@ def write_jsonl(path: Path, records: Iterable[dict[str, object]]) -> None:
 
 
 def print_summary(result: BacktestResult, output_path: Path) -> None:
-    """The hook the detectors work improves (table, progress); plain lines for now."""
+    """The summary table (anomalies per kind and subject, first and last seen), then where they went."""
+    from flink_app import report
+
+    report.print_summary(result.anomalies, title="Backtest")
     print(f"backtest: {len(result.anomalies)} anomalies in {result.elapsed_s:.1f} s -> {output_path}")
-    for kind, count in sorted(result.by_kind.items()):
-        print(f"  {kind:<18} {count}")
+
+
+def run_backtest_with_progress(config: JobConfig, input_path: Path, output_path: Path,
+                               parallelism: int | None = None) -> BacktestResult:
+    """:func:`run_backtest` with a progress display: elapsed time and anomalies found so far."""
+    from flink_app.report import BacktestProgress
+
+    with BacktestProgress(total=None, unit="", description="backtest") as progress:
+        return run_backtest(config, input_path, output_path, parallelism,
+                            on_anomaly=lambda _: progress.update(anomalies=progress.anomalies + 1))
 
 
 def run_streaming(config: JobConfig) -> None:
@@ -99,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = JobConfig.load(args.config)
         if args.command == "backtest":
-            result = run_backtest(config, args.input, args.output, parallelism=args.parallelism)
+            result = run_backtest_with_progress(config, args.input, args.output, parallelism=args.parallelism)
             print_summary(result, args.output)
         else:
             run_streaming(config)
