@@ -36,7 +36,7 @@ class ScriptedKinesis:
         self.steps = steps
         self.calls: list[list[str]] = []
 
-    def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's
+    def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
         keys = [r["PartitionKey"] for r in Records]
         self.calls.append(keys)
         step = self.steps[len(self.calls) - 1] if len(self.calls) <= len(self.steps) else set()

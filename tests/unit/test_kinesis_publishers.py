@@ -41,7 +41,7 @@ class FlakyKinesis:
         self.throttle_calls = throttle_calls
         self.calls: list[list[str]] = []
 
-    def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+    def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
         keys = [r["PartitionKey"] for r in Records]
         self.calls.append(keys)
         if self.throttle_calls:

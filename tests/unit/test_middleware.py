@@ -175,9 +175,7 @@ def test_streaming_route_counts_every_chunk_and_times_the_last_one(
     assert event.latency_ms >= 55  # three sleeps of 20 ms before the last byte
 
 
-def test_mounted_sub_application_routes_get_the_mount_prefix(
-    client: TestClient, publisher: CapturingPublisher
-) -> None:
+def test_mounted_sub_application_routes_get_the_mount_prefix(client: TestClient, publisher: CapturingPublisher) -> None:
     # when a route of an app mounted under /v2 is requested
     client.get("/v2/things/abc")
     # then the template includes the mount's prefix
@@ -224,9 +222,7 @@ def test_lifespan_shutdown_flushes_the_publisher(publisher: CapturingPublisher) 
     assert publisher.flushes == 1
 
 
-def test_one_line_on_any_fastapi_app_reads_the_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_one_line_on_any_fastapi_app_reads_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # given the log publisher configured by environment only
     log = tmp_path / "events.jsonl"
     monkeypatch.setenv("PULSE_PUBLISHER", "log")
