@@ -143,7 +143,9 @@ class PulseMiddleware:
         route = scope.get("route")
         template = getattr(route, "path_format", None)
         if not isinstance(template, str):
-            return UNMATCHED_ROUTE
+            # FastAPI records its own routes in the scope, not plain Starlette ones (add_route, mounts):
+            # when one of those served the request, find it again among the app's top-level routes.
+            return self._plain_route_template(scope, root_path) if "endpoint" in scope else UNMATCHED_ROUTE
         mounted = scope.get("root_path", "")
         prefix = mounted[len(root_path) :] if mounted != root_path and mounted.startswith(root_path) else ""
         if prefix and _is_mount(route):
@@ -151,6 +153,17 @@ class PulseMiddleware:
             own = str(getattr(route, "path", ""))
             prefix = prefix[: -len(own)] if own and prefix.endswith(own) else ""
         return prefix + template
+
+    @staticmethod
+    def _plain_route_template(scope: Scope, root_path: str) -> str:
+        from starlette.routing import Match
+
+        probe = {"type": "http", "path": scope.get("path", ""), "root_path": root_path, "method": scope.get("method")}
+        for candidate in getattr(scope.get("router"), "routes", ()):
+            template = getattr(candidate, "path_format", None)
+            if isinstance(template, str) and candidate.matches(probe)[0] is not Match.NONE:
+                return template
+        return UNMATCHED_ROUTE
 
     def _client_ip(self, client: Any, forwarded: list[bytes]) -> str:
         """The socket peer, or with trusted proxies the rightmost X-Forwarded-For hop that is not one of them."""

@@ -107,7 +107,9 @@ def get_settings(request: Request) -> PulseSettings:
 
 def _invalid(field: str, message: str, value: Any) -> HTTPException:
     """A 422 shaped like FastAPI's own validation errors."""
-    detail = [{"type": "value_error", "loc": ["query", field], "msg": message, "input": value}]
+    detail = [
+        {"type": "value_error", "loc": ["query", field], "msg": message, "input": None if value is None else str(value)}
+    ]
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from fastapi.responses import StreamingResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
 
 from lambda_api.events import FIELD_NAMES, UNKNOWN_CLIENT, UNMATCHED_ROUTE, RequestEvent
 from lambda_api.middleware import PulseMiddleware
@@ -80,6 +82,12 @@ def monitored_app(publisher: CapturingPublisher, **overrides: Any) -> FastAPI:
         return {"thing": thing_id}
 
     app.mount("/v2", sub)
+    app.mount("/raw", plain_asgi_app)
+
+    async def plain(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(request.path_params["name"])
+
+    app.add_route("/plain/{name}", plain)
     app.add_middleware(PulseMiddleware, settings=load_settings(publisher="off", **overrides), publisher=publisher)
     return app
 
@@ -182,6 +190,31 @@ def test_mounted_sub_application_routes_get_the_mount_prefix(client: TestClient,
     assert publisher.events[0].route == "/v2/things/{thing_id}"
 
 
+def test_plain_starlette_routes_and_mounted_asgi_apps_get_their_templates(
+    client: TestClient, publisher: CapturingPublisher
+) -> None:
+    # when a route added with add_route and an ASGI app mounted under /raw are requested
+    client.get("/plain/abc")
+    client.get("/raw/some/file.txt")
+    # then each carries its template (FastAPI does not put such routes in the scope itself)
+    assert [(e.route, e.status) for e in publisher.events] == [("/plain/{name}", 200), ("/raw/{path}", 204)]
+
+
+def test_a_starlette_app_with_nested_mounts(publisher: CapturingPublisher) -> None:
+    # given a plain Starlette app: a router mounted under /api and an ASGI app under /files
+    async def thing(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("thing")
+
+    routes = [Mount("/api", routes=[Route("/things/{thing_id}", thing)]), Mount("/files", app=plain_asgi_app)]
+    app = Starlette(routes=routes)
+    app.add_middleware(PulseMiddleware, settings=load_settings(publisher="off"), publisher=publisher)
+    # when both are requested, then the templates include the mount prefixes once
+    client = TestClient(app)
+    client.get("/api/things/7")
+    client.get("/files/a/b")
+    assert [e.route for e in publisher.events] == ["/api/things/{thing_id}", "/files/{path}"]
+
+
 def test_excluded_routes_are_not_recorded(publisher: CapturingPublisher) -> None:
     # given /health excluded exactly and /internal/* by prefix
     client = TestClient(monitored_app(publisher, excluded_routes="/health,/internal/*"))
@@ -274,13 +307,13 @@ def test_a_huge_user_agent_is_truncated(client: TestClient, publisher: Capturing
     assert publisher.events[0].user_agent == "x" * 256
 
 
-async def _call(middleware: PulseMiddleware, scope: dict[str, Any]) -> list[dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
+async def _call(middleware: PulseMiddleware, scope: dict[str, Any]) -> list[MutableMapping[str, Any]]:
+    sent: list[MutableMapping[str, Any]] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> MutableMapping[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     await middleware(scope, receive, send)
