@@ -8,6 +8,7 @@ cost microseconds. :meth:`RequestEvent.from_dict` validates for the paths that r
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -49,8 +50,27 @@ class RequestEvent:
         }
 
     def to_json(self) -> bytes:
-        """Compact JSON; ASCII-only (escapes), so any path or user agent encodes, even lone surrogates."""
-        return encode_json(self.to_dict())
+        """Compact JSON; ASCII-only (escapes), so any path or user agent encodes, even lone surrogates.
+
+        Byte for byte what :func:`encode_json` makes of :meth:`to_dict` (a test holds them equal),
+        written out by hand because it runs once per request: about 4x faster than ``json.dumps``.
+        """
+        if type(self.latency_ms) is not float or not math.isfinite(self.latency_ms):
+            return encode_json(self.to_dict())
+        text = _TEMPLATE % (
+            self.v,
+            _string(self.id),
+            self.ts,
+            _string(self.method),
+            _string(self.route),
+            _string(self.path),
+            self.status,
+            float.__repr__(self.latency_ms),
+            _string(self.client_ip),
+            _string(self.user_agent),
+            self.bytes_out,
+        )
+        return text.encode("ascii")
 
     @classmethod
     def from_dict(cls, data: Any) -> RequestEvent:
@@ -86,9 +106,15 @@ _FIELD_TYPES: dict[str, type] = {
     "bytes_out": int,
 }
 FIELD_NAMES = tuple(f.name for f in fields(RequestEvent))
+_TEMPLATE = "{" + ",".join(f'"{name}":%{"s" if kind is not int else "d"}' for name, kind in _FIELD_TYPES.items()) + "}"
+# The C string encoder json.dumps itself uses with ensure_ascii=True (quotes included).
+_string = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 assert tuple(_FIELD_TYPES) == FIELD_NAMES, "RequestEvent and its validation table disagree"
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
 
 def encode_json(value: Any) -> bytes:
     """The one JSON encoding of events everywhere (publishers, fallback log, replay)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return _ENCODER.encode(value).encode("ascii")

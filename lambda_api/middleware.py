@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import lru_cache
 from typing import Any
@@ -126,7 +126,7 @@ class PulseMiddleware:
                 forwarded.append(value)
         return RequestEvent(
             SCHEMA_VERSION,
-            uuid.uuid4().hex,
+            os.urandom(16).hex(),  # 128 random bits, like uuid4, at a third of the cost
             ts,
             str(scope.get("method", ""))[:16],
             route,

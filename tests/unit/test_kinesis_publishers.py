@@ -266,3 +266,46 @@ def test_fallback_lines_are_what_replay_reads(tmp_path: Path) -> None:
     assert not isinstance(entry, ValueError)
     assert entry.stream == "gone"
     assert entry.record == KinesisRecord(event.to_json(), event.id)
+
+
+# The PutRecords client: the boto3 client's signer and connection pool, without its per-record model walk
+
+
+def test_put_records_client_answers_like_boto3(emulator: Emulator, stream: tuple[str, str], real_client: Any) -> None:
+    # given the direct client and the plain boto3 client it wraps, on the same stream
+    name, _ = stream
+    assert real_client.direct
+    records = [{"Data": b"\x00\xffbinary", "PartitionKey": "k\u00e9y-1"}, {"Data": "text", "PartitionKey": "k2"}]
+    # when both put the same records
+    direct = real_client.put_records(StreamName=name, Records=records)
+    plain = real_client.client.put_records(StreamName=name, Records=records)
+    # then the answers have the same shape and the stream holds the same bytes and keys twice
+    assert direct["FailedRecordCount"] == plain["FailedRecordCount"] == 0
+    assert [sorted(entry) for entry in direct["Records"]] == [sorted(entry) for entry in plain["Records"]]
+    on_stream = [(r["data"], r["partition_key"]) for r in read_records(emulator, name)]
+    assert on_stream == [(b"\x00\xffbinary", "k\u00e9y-1"), (b"text", "k2")] * 2
+
+
+def test_put_records_client_raises_the_error_code_boto3_would(real_client: Any) -> None:
+    records = [{"Data": b"x", "PartitionKey": "k"}]
+    with pytest.raises(ClientError) as direct:
+        real_client.put_records(StreamName="no-such-stream", Records=records)
+    with pytest.raises(ClientError) as plain:
+        real_client.client.put_records(StreamName="no-such-stream", Records=records)
+    assert direct.value.response["Error"]["Code"] == plain.value.response["Error"]["Code"]
+    assert direct.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_put_records_client_falls_back_to_the_boto3_call_without_its_internals() -> None:
+    class PlainClient:
+        class meta:  # noqa: N801 - boto3's attribute name
+            endpoint_url = "https://kinesis.us-east-1.amazonaws.com"
+
+        def put_records(self, **kwargs: Any) -> dict[str, Any]:
+            return {"FailedRecordCount": 0, "Records": [{"SequenceNumber": "1", "ShardId": "s"}], "via": "boto3"}
+
+    from lambda_api.publishers.delivery import PutRecordsClient
+
+    client = PutRecordsClient(PlainClient())
+    assert not client.direct
+    assert client.put_records(StreamName="s", Records=[{"Data": b"x", "PartitionKey": "k"}])["via"] == "boto3"

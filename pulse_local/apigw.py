@@ -1,4 +1,4 @@
-"""API Gateway HTTP API (payload format 2.0) events, as Lambda receives them (test support)."""
+"""API Gateway HTTP API (payload format 2.0) events, as Lambda receives them: for invoking the handler locally."""
 
 from __future__ import annotations
 
