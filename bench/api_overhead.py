@@ -216,7 +216,7 @@ def server_bench(emulator: Emulator, args: argparse.Namespace, workdir: Path) ->
 class StubKinesis:
     """Answers PutRecords as Kinesis does when all is well, without a network."""
 
-    def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+    def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
         shard = "shardId-000000000000"
         return {"FailedRecordCount": 0, "Records": [{"SequenceNumber": "1", "ShardId": shard} for _ in Records]}
 

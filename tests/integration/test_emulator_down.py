@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from lambda_api.adapter import build_handler
 from lambda_api.app import create_app
 from lambda_api.settings import load_settings
-from pulse_local.emulator import Emulator, create_stream, start_moto
 from pulse_local.apigw import http_api_event, lambda_context
+from pulse_local.emulator import Emulator, create_stream, start_moto
 from tests.streams import read_events
 
 pytestmark = pytest.mark.integration

@@ -298,7 +298,7 @@ def test_put_records_client_raises_the_error_code_boto3_would(real_client: Any) 
 
 def test_put_records_client_falls_back_to_the_boto3_call_without_its_internals() -> None:
     class PlainClient:
-        class meta:  # noqa: N801 - boto3's attribute name
+        class meta:
             endpoint_url = "https://kinesis.us-east-1.amazonaws.com"
 
         def put_records(self, **kwargs: Any) -> dict[str, Any]:
