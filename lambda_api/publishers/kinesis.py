@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 import weakref
 from collections import deque
 
@@ -101,7 +102,13 @@ class BufferedKinesisPublisher:
 
     @property
     def pending(self) -> int:
+        """Events queued, not yet handed to a PutRecords call."""
         return len(self._pending)
+
+    @property
+    def delivering(self) -> bool:
+        """Whether a flush is under way (in the background thread or a caller's)."""
+        return self._drain_lock.locked()
 
     def flush(self) -> None:
         """Deliver everything queued now, in the caller's thread (each batch within the flush budget)."""
@@ -129,17 +136,23 @@ class BufferedKinesisPublisher:
                 self._thread.start()
 
     def _run(self) -> None:
+        next_flush = time.monotonic() + self.flush_interval_s
         while not self._closed:
-            self._wake.wait(self.flush_interval_s)
+            self._wake.wait(max(0.0, next_flush - time.monotonic()))
             self._wake.clear()
+            due = time.monotonic() >= next_flush
             try:
-                self._drain()
+                # Woken by size: only full batches go, the rest waits to fill up (a call per 500 events,
+                # not one per handful that arrived during the last call). On the interval: everything.
+                self._drain(full_batches_only=not due)
             except Exception:
                 logger.exception("pulse: background flush failed")
+            if due:
+                next_flush = time.monotonic() + self.flush_interval_s
 
-    def _drain(self) -> None:
+    def _drain(self, full_batches_only: bool = False) -> None:
         with self._drain_lock:
-            while self._pending:
+            while self._pending and (not full_batches_only or len(self._pending) >= self.flush_records):
                 batch: list[RequestEvent] = []
                 while self._pending and len(batch) < self.flush_records:
                     batch.append(self._pending.popleft())

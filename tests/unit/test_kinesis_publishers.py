@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,34 @@ def test_a_full_queue_sends_events_to_the_fallback_log_not_to_memory(
     publisher.publish(late)
     assert fallback_entries(fallback_path)[-1]["event"]["id"] == late.id
     assert fallback_entries(fallback_path)[-1]["reason"] == "publisher_closed"
+
+
+def test_under_load_calls_carry_full_batches_and_the_remainder_waits(
+    emulator: Emulator, stream: tuple[str, str], real_client: Any, fallback_path: Path
+) -> None:
+    # given a publisher flushing at 10 events, whose first call is held while 25 more events arrive
+    name, _ = stream
+    blocking = BlockingKinesis(real_client)
+    recording = FlakyKinesis(blocking)
+    publisher = BufferedKinesisPublisher(
+        KinesisDelivery(name, recording), FallbackLog(str(fallback_path)), flush_records=10, flush_interval_s=60
+    )
+    for n in range(10):
+        publisher.publish(make_event(n))
+    assert blocking.entered.wait(timeout=10)
+    for n in range(10, 35):
+        publisher.publish(make_event(n))
+    # when the stream answers again
+    blocking.release.set()
+    deadline = time.monotonic() + 10
+    while (len(recording.calls) < 3 or publisher.delivering) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # then the thread sent full batches only, and the 5 left over wait for the interval (or shutdown)
+    assert [len(call) for call in recording.calls] == [10, 10, 10]
+    assert publisher.pending == 5
+    publisher.close()
+    assert [len(call) for call in recording.calls] == [10, 10, 10, 5]
+    assert len(read_records(emulator, name)) == 35
 
 
 def test_fallback_lines_are_what_replay_reads(tmp_path: Path) -> None:
