@@ -94,13 +94,13 @@ class LazyAnomalyStore:
             return self._store
 
 
-def get_store(request: Request) -> LazyAnomalyStore | AnomalyStore:
+async def get_store(request: Request) -> LazyAnomalyStore | AnomalyStore:
     """The app's store (resolved in the endpoint, after the parameters are validated)."""
     store: LazyAnomalyStore | AnomalyStore = request.app.state.anomaly_store
     return store
 
 
-def get_settings(request: Request) -> PulseSettings:
+async def get_settings(request: Request) -> PulseSettings:
     settings: PulseSettings = request.app.state.settings
     return settings
 

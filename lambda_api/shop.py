@@ -172,11 +172,12 @@ class Shop:
         return order
 
 
-def get_shop(request: Request) -> Shop:
+async def get_shop(request: Request) -> Shop:
     shop: Shop = request.app.state.shop
     return shop
 
 
+# async: a plain def dependency would cost every request a hop through the thread pool
 ShopDep = Annotated[Shop, Depends(get_shop)]
 router = APIRouter()
 
