@@ -1,25 +1,28 @@
 """What monitoring costs the API: server throughput and Lambda latency, monitoring on vs off.
 
-Server: the example app under uvicorn on loopback (one worker each), twice: with
-``PULSE_PUBLISHER=off`` and with the buffered Kinesis publisher delivering into an embedded moto
-server. A closed-loop load generator in another process (keep-alive HTTP/1.1 over raw sockets,
-so the server, not the generator, is the bottleneck) drives one server at a time in short
-alternating windows (off, on, on, off, ...), which cancels most of the drift of a shared machine.
-With two or more CPUs both servers are pinned to one CPU and the generator and moto to another.
-Figures: requests per second (median of the windows, and the median of the on/off ratios of
-neighbouring windows) and the server's CPU time per request. At the end the monitored server
-stops gracefully and the stream is read back: every request must be exactly one event.
+Server: the example app under uvicorn on loopback (one worker each), three times: with
+``PULSE_PUBLISHER=off``; with the buffered Kinesis publisher delivering into an embedded moto
+server ("on"); and with the same publisher delivering to a minimal local endpoint that accepts
+PutRecords and stores nothing ("fake": what the publisher costs without an emulator working on
+the same machine). A closed-loop load generator in another process (keep-alive HTTP/1.1 over raw
+sockets, so the server, not the generator, is the bottleneck) drives one server at a time in
+short windows, in rotating order, which cancels most of the drift of a shared machine. With two
+or more CPUs the servers are pinned to one CPU and the generator, moto and the fake endpoint to
+another. Figures: requests per second (median of the windows; ratios are medians over rounds of
+on/off) and the server's CPU time per request. At the end the servers stop gracefully and the
+stream is read back: every request served with monitoring on must be exactly one event.
 
 Lambda: the handler invoked in-process with API Gateway v2 events: off; on with the per-request
 publisher and the emulator round trip; on with the same publisher over a stubbed Kinesis client
 (everything but the network). Invocations of the three are interleaved in blocks.
 
     .venv/bin/python bench/api_overhead.py            # ~1.5 minutes
-    .venv/bin/python bench/api_overhead.py --quick    # ~30 seconds, noisier
+    .venv/bin/python bench/api_overhead.py --quick    # ~40 seconds, noisier
 
-The last line is ``name=value`` pairs, among them server_rps_ratio (on/off), server_cpu_ratio
-(CPU per request off/on: the throughput ratio a dedicated core would give), lambda_p50_added_ms
-(emulator round trip) and lambda_stub_p50_added_ms (publisher stubbed).
+The last line is ``name=value`` pairs, among them server_rps_ratio (on/off),
+server_rps_ratio_fake_kinesis, server_cpu_ratio (CPU per request off/on: the throughput ratio a
+dedicated core would give), lambda_p50_added_ms (emulator round trip) and
+lambda_stub_p50_added_ms (publisher stubbed), and the machine's load average.
 """
 
 from __future__ import annotations
@@ -87,13 +90,17 @@ async def _window(port: int, pid: int, concurrency: int, seconds: float) -> dict
 
 
 async def _schedule(args: argparse.Namespace) -> dict[str, Any]:
-    servers = {"off": (args.port_off, args.pid_off), "on": (args.port_on, args.pid_on)}
+    servers = {}
+    for spec in args.servers.split(","):  # name:port:pid
+        name, port, pid = spec.split(":")
+        servers[name] = (int(port), int(pid))
     report: dict[str, Any] = {}
     for config, (port, pid) in servers.items():  # warm-up, not measured
         report[f"warmup_{config}"] = (await _window(port, pid, args.concurrency, args.warmup))["requests"]
     windows = []
+    order = list(servers)
     for n in range(args.pairs):
-        for config in ("off", "on") if n % 2 == 0 else ("on", "off"):
+        for config in order if n % 2 == 0 else reversed(order):
             port, pid = servers[config]
             windows.append({"config": config, "pair": n, **await _window(port, pid, args.concurrency, args.window)})
     return {**report, "windows": windows}
@@ -102,6 +109,37 @@ async def _schedule(args: argparse.Namespace) -> dict[str, Any]:
 def load_generator_main(args: argparse.Namespace) -> None:
     report = asyncio.run(_schedule(args))
     print(json.dumps({**report, "generator_cpu_s": time.process_time()}))
+
+
+# A Kinesis endpoint that costs (almost) nothing: PutRecords accepted, nothing stored. It separates
+# what the publisher costs the server from what an emulator working on the same machine costs it.
+
+
+async def _fake_kinesis_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            head = (await reader.readuntil(b"\r\n\r\n")).lower()
+            start = head.find(b"content-length:") + 15
+            body = await reader.readexactly(int(head[start : head.find(b"\r\n", start)]))
+            entry = {
+                "SequenceNumber": "49590338271490256608559692538361571095921575989136588898",
+                "ShardId": "shardId-0",
+            }
+            answer = json.dumps({"FailedRecordCount": 0, "Records": [entry] * body.count(b'"PartitionKey"')}).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\n")
+            writer.write(b"content-length: %d\r\n\r\n%s" % (len(answer), answer))
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+
+
+def fake_kinesis_main(port: int) -> None:
+    async def serve() -> None:
+        server = await asyncio.start_server(_fake_kinesis_connection, "127.0.0.1", port)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(serve())
 
 
 # Server part
@@ -160,31 +198,44 @@ def server_bench(emulator: Emulator, args: argparse.Namespace, workdir: Path) ->
     fallback = workdir / f"{stream}.fallback.log"
     # Several shards: moto's put cost grows with a shard's length, the real service's does not.
     create_stream(emulator, stream, shards=8)
+    fake_port = free_port()
+    fake = subprocess.Popen([sys.executable, __file__, "--fake-kinesis", str(fake_port)], cwd=ROOT)
+    _pin(fake.pid, {1})
     on_env = {**base, "PULSE_PUBLISHER": "kinesis", "PULSE_STREAM_NAME": stream, "PULSE_PUBLISHER_MODE": "buffered",
               "PULSE_FALLBACK_LOG": str(fallback)}  # fmt: skip
-    ports = {"off": free_port(), "on": free_port()}
-    servers = {"off": _serve({**base, "PULSE_PUBLISHER": "off"}, ports["off"]), "on": _serve(on_env, ports["on"])}
+    envs = {
+        "off": {**base, "PULSE_PUBLISHER": "off"},
+        "on": on_env,
+        "fake": {
+            **on_env,
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{fake_port}",
+            "PULSE_FALLBACK_LOG": str(workdir / f"{stream}.fake.fallback.log"),
+        },
+    }
+    ports = {config: free_port() for config in envs}
+    servers = {config: _serve(env, ports[config]) for config, env in envs.items()}
     try:
         for config, server in servers.items():
             _wait_until_serving(ports[config], server)
+        spec = ",".join(f"{config}:{ports[config]}:{server.pid}" for config, server in servers.items())
         generator = subprocess.Popen(
-            [sys.executable, __file__, "--load-generator", "--pairs", str(args.pairs), "--window", str(args.window),
-             "--warmup", str(args.warmup), "--concurrency", str(args.concurrency),
-             "--port-off", str(ports["off"]), "--pid-off", str(servers["off"].pid),
-             "--port-on", str(ports["on"]), "--pid-on", str(servers["on"].pid)],
+            [sys.executable, __file__, "--load-generator", "--servers", spec, "--pairs", str(args.pairs),
+             "--window", str(args.window), "--warmup", str(args.warmup), "--concurrency", str(args.concurrency)],
             cwd=ROOT, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         _pin(generator.pid, {1})
-        out, _ = generator.communicate(timeout=2 * args.pairs * args.window + 2 * args.warmup + 120)
+        out, _ = generator.communicate(timeout=len(envs) * (args.pairs * args.window + args.warmup) + 120)
         report = json.loads(out.strip().splitlines()[-1])
     finally:
         for server in servers.values():
             server.send_signal(signal.SIGTERM)  # graceful: lifespan shutdown flushes the buffered publisher
         for server in servers.values():
             server.wait(timeout=120)
+        fake.kill()
+        fake.wait()
     windows = report["windows"]
     for w in windows:
-        print(f"server window {w['pair'] + 1:2} {w['config']:3} rps={w['rps']:6.0f} "
+        print(f"server window {w['pair'] + 1:2} {w['config']:4} rps={w['rps']:6.0f} "
               f"cpu/request={1e6 * w['server_cpu_s'] / max(w['requests'], 1):4.0f} us "
               f"unexpected={w['unexpected']}", flush=True)  # fmt: skip
     by_pair: dict[int, dict[str, dict[str, Any]]] = {}
@@ -194,7 +245,10 @@ def server_bench(emulator: Emulator, args: argparse.Namespace, workdir: Path) ->
     def cpu_per_request(config: str) -> float:
         return statistics.median(w["server_cpu_s"] / w["requests"] for w in windows if w["config"] == config)
 
-    rps = {c: statistics.median(w["rps"] for w in windows if w["config"] == c) for c in ("off", "on")}
+    def rps_ratio(config: str) -> float:
+        return round(statistics.median(p[config]["rps"] / p["off"]["rps"] for p in by_pair.values()), 3)
+
+    rps = {c: statistics.median(w["rps"] for w in windows if w["config"] == c) for c in envs}
     # Requests the monitored server served: warm-up, measured windows and the readiness probe.
     served_on = sum(w["requests"] for w in windows if w["config"] == "on") + report["warmup_on"] + 1
     fallback_lines = len(fallback.read_text().splitlines()) if fallback.exists() else 0
@@ -202,10 +256,12 @@ def server_bench(emulator: Emulator, args: argparse.Namespace, workdir: Path) ->
     return {
         "server_rps_off": round(rps["off"]),
         "server_rps_on": round(rps["on"]),
-        "server_rps_ratio": round(statistics.median(p["on"]["rps"] / p["off"]["rps"] for p in by_pair.values()), 3),
+        "server_rps_ratio": rps_ratio("on"),
         "server_cpu_us_off": round(1e6 * cpu_per_request("off")),
         "server_cpu_us_on": round(1e6 * cpu_per_request("on")),
         "server_cpu_ratio": round(cpu_per_request("off") / cpu_per_request("on"), 3),
+        "server_rps_ratio_fake_kinesis": rps_ratio("fake"),
+        "server_cpu_ratio_fake_kinesis": round(cpu_per_request("off") / cpu_per_request("fake"), 3),
         "server_events_missing": served_on - len(set(keys)) - fallback_lines,
         # at least once: a call that timed out after the stream accepted it is sent again
         "server_events_duplicated": len(keys) - len(set(keys)),
@@ -284,21 +340,24 @@ def lambda_bench(emulator: Emulator, invocations: int, workdir: Path) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--pairs", type=int, default=8, help="server windows per configuration (alternating)")
+    parser.add_argument("--pairs", type=int, default=6, help="server windows per configuration (alternating)")
     parser.add_argument("--window", type=float, default=3.0, help="seconds per server window")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per server first")
     parser.add_argument("--concurrency", type=int, default=16, help="keep-alive connections of the load generator")
     parser.add_argument("--lambda-invocations", type=int, default=3000, help="per Lambda configuration")
-    parser.add_argument("--quick", action="store_true", help="4 pairs of 2 s windows, 1,000 invocations")
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 2 s windows, 1,000 invocations")
     parser.add_argument("--load-generator", action="store_true", help=argparse.SUPPRESS)
-    for name in ("--port-off", "--pid-off", "--port-on", "--pid-on"):
-        parser.add_argument(name, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--servers", help=argparse.SUPPRESS)
+    parser.add_argument("--fake-kinesis", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load_generator:
         load_generator_main(args)
         return
+    if args.fake_kinesis:
+        fake_kinesis_main(args.fake_kinesis)
+        return
     if args.quick:
-        args.pairs, args.window, args.warmup, args.lambda_invocations = 4, 2.0, 1.0, 1000
+        args.pairs, args.window, args.warmup, args.lambda_invocations = 3, 2.0, 1.0, 1000
 
     workdir = ROOT / "bench" / "out"
     workdir.mkdir(parents=True, exist_ok=True)
