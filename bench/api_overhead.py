@@ -6,11 +6,12 @@ server ("on"); and with the same publisher delivering to a minimal local endpoin
 PutRecords and stores nothing ("fake": what the publisher costs without an emulator working on
 the same machine). A closed-loop load generator in another process (keep-alive HTTP/1.1 over raw
 sockets, so the server, not the generator, is the bottleneck) drives one server at a time in
-short windows, in rotating order, which cancels most of the drift of a shared machine. With two
-or more CPUs the servers are pinned to one CPU and the generator, moto and the fake endpoint to
-another. Figures: requests per second (median of the windows; ratios are medians over rounds of
-on/off) and the server's CPU time per request. At the end the servers stop gracefully and the
-stream is read back: every request served with monitoring on must be exactly one event.
+short windows, in rotating order, which cancels most of the drift of a shared machine. With
+two or more CPUs the servers are pinned to one CPU and the generator, moto and the fake endpoint
+to another, moto and the endpoint at the lowest priority so that they never starve the generator.
+Figures: requests per second (median of the windows; ratios are medians over rounds of on/off)
+and the server's CPU time per request. At the end the servers stop gracefully and the stream is
+read back: every request served with monitoring on must be exactly one event.
 
 Lambda: the handler invoked in-process with API Gateway v2 events: off; on with the per-request
 publisher and the emulator round trip; on with the same publisher over a stubbed Kinesis client
@@ -150,6 +151,13 @@ def _pin(pid: int | None, cpus: set[int]) -> None:
         os.sched_setaffinity(pid, cpus)
 
 
+def _background(pid: int | None) -> None:
+    """Lowest CPU priority: the Kinesis side shares a CPU with the load generator and must not starve it
+    (a starved generator leaves the server idle, which would read as monitoring overhead)."""
+    if pid and hasattr(os, "setpriority"):
+        os.setpriority(os.PRIO_PROCESS, pid, 19)
+
+
 def _serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "uvicorn", "lambda_api.app:create_app", "--factory", "--host", "127.0.0.1",
                "--port", str(port), "--no-access-log", "--log-level", "warning"]  # fmt: skip
@@ -201,6 +209,7 @@ def server_bench(emulator: Emulator, args: argparse.Namespace, workdir: Path) ->
     fake_port = free_port()
     fake = subprocess.Popen([sys.executable, __file__, "--fake-kinesis", str(fake_port)], cwd=ROOT)
     _pin(fake.pid, {1})
+    _background(fake.pid)
     on_env = {**base, "PULSE_PUBLISHER": "kinesis", "PULSE_STREAM_NAME": stream, "PULSE_PUBLISHER_MODE": "buffered",
               "PULSE_FALLBACK_LOG": str(fallback)}  # fmt: skip
     envs = {
@@ -364,6 +373,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     emulator = start_moto(log_path=workdir / "moto.log")
     _pin(emulator.process.pid if emulator.process else None, {1})
+    _background(emulator.process.pid if emulator.process else None)
     try:
         figures = server_bench(emulator, args, workdir)
         figures.update(lambda_bench(emulator, args.lambda_invocations, workdir))
