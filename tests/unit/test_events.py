@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lambda_api.events import FIELD_NAMES, RequestEvent, encode_json
 
@@ -71,3 +73,16 @@ def test_from_dict_requires_every_field_and_accepts_integral_latency() -> None:
     with pytest.raises(ValueError, match="bytes_out"):
         RequestEvent.from_dict(data)
     assert RequestEvent.from_dict({**sample().to_dict(), "latency_ms": 3}).latency_ms == 3.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(max_size=80),
+    number=st.integers(min_value=0, max_value=2**53),
+    latency=st.floats(min_value=0, max_value=1e9, allow_nan=False, allow_infinity=False),
+)
+def test_the_fast_encoding_is_byte_identical_to_the_generic_one(text: str, number: int, latency: float) -> None:
+    # replay re-encodes an event read from the fallback log with encode_json: the bytes must match
+    event = sample(id=text, method=text[:8], route=text, path=text, client_ip=text, user_agent=text,
+                   ts=number, status=number % 600, latency_ms=latency, bytes_out=number)  # fmt: skip
+    assert event.to_json() == encode_json(event.to_dict())
