@@ -37,7 +37,9 @@ RECORD_FIELDS = (
     "severity",
     "detected_at",
     "ttl",
+    "phase",
 )
+PHASES = ("open", "escalate", "end")
 _INT_FIELDS = frozenset({"window_start", "window_end", "detected_at", "ttl"})
 _FLOAT_FIELDS = frozenset({"observed", "expected", "score"})
 DAY_MS = 86_400_000
@@ -139,7 +141,8 @@ def _from_item(item: dict[str, Any]) -> dict[str, Any]:
     for name in RECORD_FIELDS:
         value = item.get(name)
         if value is None:
-            record[name] = None
+            # Records written before incidents had phases are openings.
+            record[name] = "open" if name == "phase" else None
         elif "N" in value:
             number = value["N"]
             record[name] = int(float(number)) if name in _INT_FIELDS else float(number)

@@ -61,6 +61,8 @@ class AnomalyRecord(BaseModel):
     severity: str
     detected_at: int
     ttl: int
+    phase: Literal["open", "escalate", "end"] = Field(
+        "open", description="where the record sits in its incident: first window, escalation, or end")
 
 
 class AnomalyPageOut(BaseModel):

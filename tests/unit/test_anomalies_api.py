@@ -236,6 +236,7 @@ def test_lambda_api_mirrors_the_detection_models_kinds_and_keys() -> None:
     # the endpoint validates kinds and builds keys without importing the Flink job: keep them equal
     assert anomalies.KINDS == model.KINDS
     assert anomalies.ROUTE_KINDS == model.ROUTE_KINDS and anomalies.CLIENT_KINDS == model.CLIENT_KINDS
+    assert anomalies.PHASES == model.PHASES
     for moment in (0, 1, 999, 1_741_564_800_000, 1_741_564_800_999):
         assert anomalies.iso_utc(moment) == model.iso_utc(moment)
     assert set(anomalies.RECORD_FIELDS) | {"day"} == set(SEEDED[0].to_record())
