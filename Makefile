@@ -12,7 +12,7 @@ MVN ?= mvn
 PYTEST_ARGS ?=
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help setup jars test test-fast lint package demo bench synth clean
+.PHONY: help setup jars test test-fast lint package demo synth clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,7 @@ package: setup $(CONNECTOR_JAR) ## build the Managed Flink zip into dist/
 	$(PY) -m flink_app.packaging --jar $(CONNECTOR_JAR) --out dist
 
 demo: setup $(CONNECTOR_JAR) ## run the whole pipeline locally on the embedded emulator
+	@test -f pulse_local/demo.py || { echo "demo: not built yet (README: Status)"; exit 1; }
 	$(PY) -m pulse_local.demo
 
 synth: setup ## synthesize the CDK app offline into cdk.out/
