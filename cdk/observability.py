@@ -19,11 +19,15 @@ from cdk.api import MonitoredApi
 from cdk.detector import Detector
 from cdk.ingest import IngestStream
 from cdk.settings import PulseSettings
+from lambda_api.publishers.fallback import FALLBACK_VERSION
 
-# The API's structured fallback line for an event it could not deliver to Kinesis. The line is one
-# JSON object with "pulse_fallback": true, printed as is (top level) or logged through `logging`
-# under Lambda's JSON log format (then it is the "message" object, or top level via `extra=`).
-FALLBACK_FILTER_PATTERN = "{ ($.pulse_fallback IS TRUE) || ($.message.pulse_fallback IS TRUE) }"
+# The API's structured fallback line for an event it could not deliver to Kinesis
+# (lambda_api.publishers.fallback): one JSON object with "pulse_fallback": <format version>, written
+# as is to stdout (top level in CloudWatch Logs). The "message" alternative also counts it if it is
+# ever logged as an object through `logging` under Lambda's JSON log format.
+FALLBACK_FILTER_PATTERN = (
+    f"{{ ($.pulse_fallback = {FALLBACK_VERSION}) || ($.message.pulse_fallback = {FALLBACK_VERSION}) }}"
+)
 UNDELIVERED_METRIC = "UndeliveredEvents"
 FLINK_NAMESPACE = "AWS/KinesisAnalytics"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,6 +12,8 @@ from cdk.detector import RUNTIME
 from cdk.flink_artifact import RUN_OPTIONS, RUN_OPTIONS_GROUP
 from cdk.observability import FALLBACK_FILTER_PATTERN, UNDELIVERED_METRIC
 from flink_app.config import JobConfig
+from lambda_api.publishers.delivery import KinesisRecord, Undelivered
+from lambda_api.publishers.fallback import fallback_line
 from pulse_local import emulator as local_emulator
 from tests.cdk.synthesis import ANNOTATIONS_PLUGIN, STAGE, Synthesis, validation_findings
 
@@ -369,7 +372,9 @@ def test_downtime_alarm_fires_when_the_detector_reports_nothing(default_synth: S
 def test_fallback_metric_filter_reads_the_api_log_group(default_synth: Synthesis) -> None:
     metric_filter = default_synth.only("AWS::Logs::MetricFilter")["Properties"]
     assert metric_filter["FilterPattern"] == FALLBACK_FILTER_PATTERN
-    assert "pulse_fallback" in FALLBACK_FILTER_PATTERN
+    # the pattern matches the field and value of the line the API actually writes
+    line = json.loads(fallback_line("pulse-events", Undelivered(KinesisRecord(b'{"v":1}', "k"), "Timeout", 3)))
+    assert f"($.pulse_fallback = {line['pulse_fallback']})" in FALLBACK_FILTER_PATTERN
     function_logs = default_synth.only("AWS::Lambda::Function")["Properties"]["LoggingConfig"]["LogGroup"]
     assert metric_filter["LogGroupName"] == function_logs
     (transformation,) = metric_filter["MetricTransformations"]

@@ -65,7 +65,7 @@ class FirstRun:
 
 
 @pytest.fixture(scope="module")
-def first_run(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
+def first_run(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory, connector_jar: Path) -> FirstRun:
     """A fresh stream and table; the job reads the stream from its start, then more traffic comes."""
     stream_arn = create_stream(emulator, unique_name("pulse-flink"), shards=1)
     table = unique_name("pulse-anomalies")

@@ -1,0 +1,1 @@
+"""Pulse inside the monitored API: request events, their publishers, the example app and its Lambda handler."""

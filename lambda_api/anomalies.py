@@ -1,0 +1,263 @@
+"""Reading the anomaly table (DESIGN.md record): by subject, or newest first across subjects, one page at a time.
+
+The table's key is ``pk`` = ``<subject_type>#<subject>`` and ``sk`` = ``<window_end ISO>#<kind>``;
+its ``by_day`` index has ``day`` (window_end's UTC date) as partition and ``sk`` as sort key.
+A subject's anomalies are one query on the table; anomalies across subjects are queries on the
+index, one day at a time from the newest, which bounds the work by the number of days asked for.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+# Mirrors flink_app.detect.model (a test keeps them equal); lambda_api imports nothing of the Flink job.
+ROUTE_KINDS = ("spike", "drop", "silence", "error_surge", "latency_surge")
+CLIENT_KINDS = ("ip_burst", "ip_scan", "ip_auth_failures")
+KINDS = ROUTE_KINDS + CLIENT_KINDS
+SUBJECT_TYPES = ("route", "client")
+TIME_INDEX = "by_day"
+RECORD_FIELDS = (
+    "pk",
+    "sk",
+    "kind",
+    "subject_type",
+    "subject",
+    "window_start",
+    "window_end",
+    "observed",
+    "expected",
+    "score",
+    "severity",
+    "detected_at",
+    "ttl",
+    "phase",
+)
+PHASES = ("open", "escalate", "end")
+_INT_FIELDS = frozenset({"window_start", "window_end", "detected_at", "ttl"})
+_FLOAT_FIELDS = frozenset({"observed", "expected", "score"})
+DAY_MS = 86_400_000
+
+
+class CursorError(ValueError):
+    """The cursor is malformed or belongs to another query."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The anomaly table could not be read (not configured, missing, unreachable)."""
+
+
+def iso_utc(epoch_ms: int) -> str:
+    """ISO-8601 UTC with milliseconds and a Z, the ``sk`` prefix (same as flink_app.detect.model.iso_utc)."""
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Epoch milliseconds of ``moment``; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyQuery:
+    """Which anomalies: window_end in [since_ms, until_ms), optionally one subject type/subject and one kind."""
+
+    since_ms: int
+    until_ms: int
+    subject_type: str | None = None
+    subject: str | None = None
+    kind: str | None = None
+    limit: int = 50
+
+    @property
+    def by_subject(self) -> bool:
+        return self.subject_type is not None and self.subject is not None
+
+    def days(self) -> list[str]:
+        """UTC dates from until's (newest) back to since's: the index partitions this query reads."""
+        last = datetime.fromtimestamp((self.until_ms - 1) / 1000, tz=UTC).date()
+        first = datetime.fromtimestamp(self.since_ms / 1000, tz=UTC).date()
+        return [(last - timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+    def fingerprint(self) -> str:
+        """Binds a cursor to the query it continues (the limit may change between pages)."""
+        identity = {key: value for key, value in asdict(self).items() if key != "limit"}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where the next page starts: an index day (None on the table) and the key to start after."""
+
+    fingerprint: str
+    day: str | None
+    start_key: dict[str, str] | None
+
+    def encode(self) -> str:
+        raw = json.dumps({"q": self.fingerprint, "d": self.day, "k": self.start_key}, separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str, query: AnomalyQuery) -> Cursor:
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+            fingerprint, day, key = raw["q"], raw["d"], raw["k"]
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            raise CursorError("malformed cursor") from None
+        if fingerprint != query.fingerprint():
+            raise CursorError("cursor belongs to another query")
+        if key is not None and (
+            not isinstance(key, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in key.items())
+        ):
+            raise CursorError("malformed cursor")
+        if query.by_subject:
+            if day is not None or (key is not None and (set(key) != {"pk", "sk"} or key["pk"] != _pk(query))):
+                raise CursorError("cursor belongs to another query")
+        elif day not in query.days() or (key is not None and (set(key) != {"pk", "sk", "day"} or key["day"] != day)):
+            raise CursorError("cursor belongs to another query")
+        return cls(fingerprint, day, key)
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyPage:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def _pk(query: AnomalyQuery) -> str:
+    return f"{query.subject_type}#{query.subject}"
+
+
+def _from_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item (attribute-value form) as a record with DESIGN.md's fields and plain numbers."""
+    record: dict[str, Any] = {}
+    for name in RECORD_FIELDS:
+        value = item.get(name)
+        if value is None:
+            # Records written before incidents had phases are openings.
+            record[name] = "open" if name == "phase" else None
+        elif "N" in value:
+            number = value["N"]
+            record[name] = int(float(number)) if name in _INT_FIELDS else float(number)
+        else:
+            record[name] = value.get("S")
+    return record
+
+
+class AnomalyStore:
+    """Pages of anomalies from the table, newest first. ``client`` is a boto3 DynamoDB client."""
+
+    def __init__(self, table_name: str, client: Any, max_calls: int = 25) -> None:
+        self.table_name = table_name
+        self.client = client
+        # Bounds the DynamoDB calls of one page; a page cut short still carries a cursor.
+        self.max_calls = max_calls
+
+    def page(self, query: AnomalyQuery, cursor_token: str | None = None) -> AnomalyPage:
+        """One page of ``query``; raises CursorError for a bad cursor, StoreUnavailable when DynamoDB fails."""
+        cursor = Cursor.decode(cursor_token, query) if cursor_token else None
+        partitions: list[str | None] = [None] if query.by_subject else list(query.days())
+        first = partitions.index(cursor.day) if cursor else 0
+        start_key = cursor.start_key if cursor else None
+        fingerprint = query.fingerprint()
+        items: list[dict[str, Any]] = []
+        calls = 0
+
+        def resume(day: str | None, key: dict[str, str] | None) -> AnomalyPage:
+            return AnomalyPage([_from_item(i) for i in items], Cursor(fingerprint, day, key).encode())
+
+        for position in range(first, len(partitions)):
+            day = partitions[position]
+            while True:
+                if calls >= self.max_calls:
+                    return resume(day, start_key)
+                need = query.limit - len(items)
+                found, start_key = self._query(query, day, start_key, need)
+                calls += 1
+                items.extend(found)
+                if len(items) >= query.limit:
+                    if start_key is not None:
+                        return resume(day, start_key)
+                    if position + 1 < len(partitions):
+                        return resume(partitions[position + 1], None)
+                    return AnomalyPage([_from_item(i) for i in items], None)
+                if start_key is None:
+                    break
+        return AnomalyPage([_from_item(i) for i in items], None)
+
+    def _query(
+        self, query: AnomalyQuery, day: str | None, start_key: dict[str, str] | None, need: int
+    ) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
+        """One Query call: at most ``need`` matching items, and the key to continue after (None: partition done)."""
+        names = {"#sk": "sk"}
+        values: dict[str, Any] = {":lo": {"S": iso_utc(query.since_ms)}, ":hi": {"S": iso_utc(query.until_ms)}}
+        filters = []
+        if query.kind is not None:
+            names["#kind"] = "kind"
+            values[":kind"] = {"S": query.kind}
+            filters.append("#kind = :kind")
+        request: dict[str, Any] = {"TableName": self.table_name, "ScanIndexForward": False}
+        if day is None:
+            names["#pk"] = "pk"
+            values[":pk"] = {"S": _pk(query)}
+            request["KeyConditionExpression"] = "#pk = :pk AND #sk BETWEEN :lo AND :hi"
+        else:
+            names["#day"] = "day"
+            values[":day"] = {"S": day}
+            request["IndexName"] = TIME_INDEX
+            request["KeyConditionExpression"] = "#day = :day AND #sk BETWEEN :lo AND :hi"
+            if query.subject_type is not None:
+                names["#st"] = "subject_type"
+                values[":st"] = {"S": query.subject_type}
+                filters.append("#st = :st")
+        if filters:
+            request["FilterExpression"] = " AND ".join(filters)
+        request["ExpressionAttributeNames"] = names
+        request["ExpressionAttributeValues"] = values
+        # Without a filter every evaluated item matches, so Limit=need is exact; with one, read more per call.
+        request["Limit"] = need if not filters else min(max(need, 100), 1000)
+        if start_key is not None:
+            request["ExclusiveStartKey"] = {name: {"S": value} for name, value in start_key.items()}
+        try:
+            response = self.client.query(**request)
+        except Exception as error:  # botocore ClientError / connection errors
+            raise StoreUnavailable(f"anomaly table {self.table_name!r}: {type(error).__name__}") from error
+        found = list(response.get("Items", []))
+        last = response.get("LastEvaluatedKey")
+        next_key = {name: value["S"] for name, value in last.items()} if last else None
+        if len(found) > need:
+            found = found[:need]
+            next_key = _key_of(found[-1], day)
+        return found, next_key
+
+
+def _key_of(item: dict[str, Any], day: str | None) -> dict[str, str]:
+    key = {"pk": item["pk"]["S"], "sk": item["sk"]["S"]}
+    if day is not None:
+        key["day"] = day
+    return key
+
+
+def iter_all(store: AnomalyStore, query: AnomalyQuery) -> Iterator[dict[str, Any]]:
+    """Every anomaly of ``query``, following cursors (for scripts and tests)."""
+    token: str | None = None
+    while True:
+        page = store.page(query, token)
+        yield from page.items
+        if page.next_cursor is None:
+            return
+        token = page.next_cursor
+
+
+def default_range(since: datetime | None, until: datetime | None, lookback_days: int, now_ms: int) -> tuple[int, int]:
+    """[since, until) in epoch ms: until defaults to now, since to ``lookback_days`` before until."""
+    until_ms = epoch_ms(until) if until is not None else now_ms
+    since_ms = epoch_ms(since) if since is not None else until_ms - lookback_days * DAY_MS
+    return since_ms, until_ms

@@ -1,0 +1,120 @@
+"""The request event, schema v1 (DESIGN.md): one JSON object per Kinesis record.
+
+A plain slotted dataclass rather than a pydantic model: one is built per request, so it must
+cost microseconds. :meth:`RequestEvent.from_dict` validates for the paths that read events back
+(replay, tests).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+SCHEMA_VERSION = 1
+# Every path no route matches collapses to this one value, so scanners cannot explode key cardinality.
+UNMATCHED_ROUTE = "UNMATCHED"
+UNKNOWN_CLIENT = "unknown"
+
+
+@dataclass(slots=True)
+class RequestEvent:
+    """One served HTTP request. Field names and types are the v1 contract; do not rename."""
+
+    v: int
+    id: str
+    ts: int
+    method: str
+    route: str
+    path: str
+    status: int
+    latency_ms: float
+    client_ip: str
+    user_agent: str
+    bytes_out: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": self.v,
+            "id": self.id,
+            "ts": self.ts,
+            "method": self.method,
+            "route": self.route,
+            "path": self.path,
+            "status": self.status,
+            "latency_ms": self.latency_ms,
+            "client_ip": self.client_ip,
+            "user_agent": self.user_agent,
+            "bytes_out": self.bytes_out,
+        }
+
+    def to_json(self) -> bytes:
+        """Compact JSON; ASCII-only (escapes), so any path or user agent encodes, even lone surrogates.
+
+        Byte for byte what :func:`encode_json` makes of :meth:`to_dict` (a test holds them equal),
+        written out by hand because it runs once per request: about 4x faster than ``json.dumps``.
+        """
+        if type(self.latency_ms) is not float or not math.isfinite(self.latency_ms):
+            return encode_json(self.to_dict())
+        text = _TEMPLATE % (
+            self.v,
+            _string(self.id),
+            self.ts,
+            _string(self.method),
+            _string(self.route),
+            _string(self.path),
+            self.status,
+            float.__repr__(self.latency_ms),
+            _string(self.client_ip),
+            _string(self.user_agent),
+            self.bytes_out,
+        )
+        return text.encode("ascii")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RequestEvent:
+        """Validate a decoded v1 event; ValueError says which field is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError("an event is a JSON object")
+        if data.get("v") != SCHEMA_VERSION:
+            raise ValueError(f"unsupported schema version {data.get('v')!r}")
+        values: dict[str, Any] = {}
+        for name, kind in _FIELD_TYPES.items():
+            if name not in data:
+                raise ValueError(f"missing field {name!r}")
+            value = data[name]
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ValueError(f"field {name!r} must be {kind.__name__}, not {type(value).__name__}")
+            values[name] = value
+        return cls(**values)
+
+
+_FIELD_TYPES: dict[str, type] = {
+    "v": int,
+    "id": str,
+    "ts": int,
+    "method": str,
+    "route": str,
+    "path": str,
+    "status": int,
+    "latency_ms": float,
+    "client_ip": str,
+    "user_agent": str,
+    "bytes_out": int,
+}
+FIELD_NAMES = tuple(f.name for f in fields(RequestEvent))
+_TEMPLATE = "{" + ",".join(f'"{name}":%{"s" if kind is not int else "d"}' for name, kind in _FIELD_TYPES.items()) + "}"
+# The C string encoder json.dumps itself uses with ensure_ascii=True (quotes included).
+_string = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+assert tuple(_FIELD_TYPES) == FIELD_NAMES, "RequestEvent and its validation table disagree"
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
+def encode_json(value: Any) -> bytes:
+    """The one JSON encoding of events everywhere (publishers, fallback log, replay)."""
+    return _ENCODER.encode(value).encode("ascii")

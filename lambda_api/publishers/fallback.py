@@ -1,0 +1,135 @@
+"""The fallback log: one structured JSON line per event that could not be delivered, so nothing is lost silently.
+
+A line looks like::
+
+    {"pulse_fallback":1,"stream":"pulse-events","reason":"EndpointConnectionError","attempts":3,
+     "partition_key":"5f0c…","event":{"v":1,"id":"5f0c…",…}}
+
+It may carry a prefix (the Lambda runtime's timestamp and request id in CloudWatch Logs); the
+replay command finds the JSON object by its ``{"pulse_fallback"`` marker.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from lambda_api.events import encode_json
+from lambda_api.publishers.delivery import KinesisRecord, Undelivered
+
+MARKER = '{"pulse_fallback"'
+FALLBACK_VERSION = 1
+
+
+class LineSink:
+    """Whole lines to stdout, stderr or an appended file; one write per line under a lock."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = None
+
+    def _stream(self) -> IO[str]:
+        # Looked up per write, so a replaced sys.stderr (test capture, log shipping) is honoured.
+        if self.target == "stderr":
+            return sys.stderr
+        if self.target == "stdout":
+            return sys.stdout
+        if self._file is None:
+            self._file = open(self.target, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - long-lived
+        return self._file
+
+    def write_lines(self, lines: Iterable[str]) -> None:
+        text = "".join(line + "\n" for line in lines)
+        if not text:
+            return
+        with self._lock:
+            stream = self._stream()
+            stream.write(text)
+            stream.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def fallback_line(stream_name: str, item: Undelivered) -> str:
+    """The fallback line for one undelivered record (its event inline when the data is JSON)."""
+    line: dict[str, Any] = {
+        "pulse_fallback": FALLBACK_VERSION,
+        "stream": stream_name,
+        "reason": item.reason,
+        "attempts": item.attempts,
+        "partition_key": item.record.partition_key,
+    }
+    try:
+        line["event"] = json.loads(item.record.data)
+    except ValueError:
+        line["data_b64"] = base64.b64encode(item.record.data).decode("ascii")
+    return encode_json(line).decode("ascii")
+
+
+class FallbackLog:
+    """Writes fallback lines; never raises (a broken log must not break the request either)."""
+
+    def __init__(self, target: str = "stderr") -> None:
+        self._sink = LineSink(target)
+        self.target = target
+
+    def write(self, stream_name: str, items: Iterable[Undelivered]) -> int:
+        lines = [fallback_line(stream_name, item) for item in items]
+        try:
+            self._sink.write_lines(lines)
+        except Exception:
+            print(f"pulse: fallback log {self.target!r} unwritable; {len(lines)} event(s) lost", file=sys.__stderr__)
+        return len(lines)
+
+    def close(self) -> None:
+        self._sink.close()
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackEntry:
+    """One parsed fallback line: where the record was going and the record itself."""
+
+    stream: str
+    record: KinesisRecord
+
+
+def parse_fallback_line(line: str) -> FallbackEntry | None:
+    """The entry in ``line``, or None when the line is not a fallback line. ValueError when it is one but broken."""
+    start = line.find(MARKER)
+    if start < 0:
+        return None
+    obj, _ = json.JSONDecoder().raw_decode(line, start)
+    if not isinstance(obj, dict) or obj.get("pulse_fallback") != FALLBACK_VERSION:
+        raise ValueError("not a version-1 fallback line")
+    stream, key = obj.get("stream"), obj.get("partition_key")
+    if not isinstance(stream, str) or not isinstance(key, str) or not key:
+        raise ValueError("fallback line without stream or partition_key")
+    if "event" in obj:
+        data = encode_json(obj["event"])
+    elif isinstance(obj.get("data_b64"), str):
+        data = base64.b64decode(obj["data_b64"], validate=True)
+    else:
+        raise ValueError("fallback line without event or data_b64")
+    return FallbackEntry(stream=stream, record=KinesisRecord(data=data, partition_key=key))
+
+
+def read_fallback_lines(lines: Iterable[str]) -> Iterator[FallbackEntry | ValueError]:
+    """Each fallback entry in ``lines`` (other lines skipped); broken fallback lines yield their error."""
+    for number, line in enumerate(lines, start=1):
+        try:
+            entry = parse_fallback_line(line)
+        except ValueError as error:
+            yield ValueError(f"line {number}: {error}")
+            continue
+        if entry is not None:
+            yield entry

@@ -1,0 +1,242 @@
+"""GET /monitoring/anomalies against an emulated anomaly table: filters, ordering, pagination, validation."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from flink_app.detect import model
+from lambda_api import anomalies
+from lambda_api.app import create_app
+from lambda_api.settings import load_settings
+from pulse_local.emulator import Emulator, create_anomaly_table
+
+DAY = datetime(2025, 3, 10, tzinfo=UTC)
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def anomaly(subject_type: str, subject: str, kind: str, window_end: datetime) -> model.Anomaly:
+    end = ms(window_end)
+    return model.Anomaly(
+        kind=kind, subject_type=subject_type, subject=subject, window_start=end - 60_000, window_end=end,
+        observed=120.0, expected=20.5, score=7.25, severity="high", detected_at=end + 3_000,
+        ttl=end // 1000 + 30 * 86_400,
+    )  # fmt: skip
+
+
+ITEMS, CHECKOUT, CLIENT = "/items/{item_id}", "/checkout", "198.51.100.7"
+SEEDED = [
+    anomaly("route", ITEMS, "spike", DAY + timedelta(hours=10)),
+    anomaly("route", ITEMS, "drop", DAY + timedelta(hours=9)),
+    anomaly("route", ITEMS, "spike", DAY - timedelta(milliseconds=1)),
+    anomaly("route", ITEMS, "latency_surge", DAY - timedelta(days=2) + timedelta(hours=12)),
+    anomaly("route", CHECKOUT, "error_surge", DAY + timedelta(hours=10)),
+    anomaly("route", CHECKOUT, "spike", DAY - timedelta(hours=16)),
+    anomaly("client", CLIENT, "ip_burst", DAY + timedelta(hours=11)),
+    anomaly("client", CLIENT, "ip_scan", DAY - timedelta(hours=12)),
+    anomaly("client", CLIENT, "ip_auth_failures", DAY - timedelta(days=2)),
+    anomaly("route", ITEMS, "silence", DAY - timedelta(days=10)),  # outside the default 7-day look-back
+]
+UNTIL = (DAY + timedelta(days=1)).isoformat()
+
+
+def to_item(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: {"N": str(v)} if isinstance(v, int | float) else {"S": v} for k, v in record.items()}
+
+
+@pytest.fixture(scope="module")
+def table(emulator: Emulator) -> str:
+    name = f"pulse-anomalies-{uuid.uuid4().hex[:8]}"
+    create_anomaly_table(emulator, name)
+    dynamodb = emulator.client("dynamodb")
+    for item in SEEDED:
+        dynamodb.put_item(TableName=name, Item=to_item(item.to_record()))
+    return name
+
+
+@pytest.fixture
+def api(table: str) -> Iterator[TestClient]:
+    yield TestClient(create_app(load_settings(publisher="off", anomaly_table=table)))
+
+
+def keys(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(r["pk"], r["sk"]) for r in records]
+
+
+def expected(predicate: Any) -> list[tuple[str, str]]:
+    """The seeded anomalies matching ``predicate``, newest first (ties by sk then pk, descending)."""
+    chosen = sorted((a for a in SEEDED if predicate(a)), key=lambda a: (a.sk, a.pk), reverse=True)
+    return [(a.pk, a.sk) for a in chosen]
+
+
+def newest_first(records: list[dict[str, Any]]) -> bool:
+    ends = [r["window_end"] for r in records]
+    return ends == sorted(ends, reverse=True)
+
+
+def all_pages(api: TestClient, **params: Any) -> tuple[list[dict[str, Any]], int]:
+    records: list[dict[str, Any]] = []
+    cursor, pages = None, 0
+    while pages < 50:
+        response = api.get("/monitoring/anomalies", params={**params, **({"cursor": cursor} if cursor else {})})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        records += body["items"]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return records, pages
+    raise AssertionError("pagination did not end within 50 pages")
+
+
+def test_one_subject_newest_first_with_every_design_field(api: TestClient) -> None:
+    # when one route's anomalies are asked for
+    response = api.get("/monitoring/anomalies", params={"subject_type": "route", "subject": ITEMS, "until": UNTIL})
+    # then they come newest first, as DESIGN.md's records
+    body = response.json()
+    assert response.status_code == 200
+    assert keys(body["items"]) == expected(lambda a: a.pk == f"route#{ITEMS}" and a.kind != "silence")
+    assert body["next_cursor"] is None
+    first = body["items"][0]
+    assert first == {k: v for k, v in SEEDED[0].to_record().items() if k != "day"}
+
+
+def test_across_subjects_newest_first_over_several_days(api: TestClient) -> None:
+    response = api.get("/monitoring/anomalies", params={"until": UNTIL})
+    records = response.json()["items"]
+    assert sorted(keys(records)) == sorted(expected(lambda a: a.kind != "silence"))
+    assert newest_first(records)
+
+
+def test_kind_filter(api: TestClient) -> None:
+    records = api.get("/monitoring/anomalies", params={"kind": "spike", "until": UNTIL}).json()["items"]
+    assert sorted(keys(records)) == sorted(expected(lambda a: a.kind == "spike"))
+    assert newest_first(records)
+
+
+def test_subject_type_filter_without_subject(api: TestClient) -> None:
+    records = api.get("/monitoring/anomalies", params={"subject_type": "client", "until": UNTIL}).json()["items"]
+    assert keys(records) == expected(lambda a: a.subject_type == "client")
+
+
+def test_time_range_includes_since_and_excludes_until(api: TestClient) -> None:
+    # given since and until exactly on seeded window ends (10:00 twice, 11:00 once)
+    params = {"since": (DAY + timedelta(hours=10)).isoformat(), "until": (DAY + timedelta(hours=11)).isoformat()}
+    # then the 10:00 anomalies are in and the 11:00 one is out
+    records = api.get("/monitoring/anomalies", params=params).json()["items"]
+    assert sorted(keys(records)) == sorted(expected(lambda a: a.window_end == ms(DAY + timedelta(hours=10))))
+    assert len(records) == 2
+
+
+def test_the_default_look_back_is_seven_days_and_since_reaches_further(api: TestClient) -> None:
+    default = api.get("/monitoring/anomalies", params={"until": UNTIL}).json()["items"]
+    assert "silence" not in {r["kind"] for r in default}
+    since = (DAY - timedelta(days=12)).isoformat()
+    wider = api.get("/monitoring/anomalies", params={"until": UNTIL, "since": since}).json()["items"]
+    assert "silence" in {r["kind"] for r in wider}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"kind": "spike"},
+        {"subject_type": "route"},
+        {"subject_type": "route", "subject": ITEMS},
+        {"subject_type": "route", "subject": ITEMS, "kind": "spike"},
+    ],
+)
+@pytest.mark.parametrize("limit", [1, 2, 3])
+def test_pages_concatenate_to_the_unpaginated_answer(api: TestClient, params: dict[str, Any], limit: int) -> None:
+    # given the whole answer in one page
+    params = {**params, "until": UNTIL, "since": (DAY - timedelta(days=3)).isoformat()}
+    whole = api.get("/monitoring/anomalies", params={**params, "limit": 200}).json()
+    assert whole["next_cursor"] is None
+    # when the same query is read page by page, then the pages hold the same records in the same order
+    paged, pages = all_pages(api, **params, limit=limit)
+    assert keys(paged) == keys(whole["items"])
+    assert pages >= -(-len(whole["items"]) // limit)
+
+
+def test_each_page_respects_the_limit(api: TestClient) -> None:
+    body = api.get("/monitoring/anomalies", params={"until": UNTIL, "limit": 4}).json()
+    assert len(body["items"]) == 4
+    assert body["next_cursor"]
+
+
+def test_a_cursor_only_continues_its_own_query(api: TestClient) -> None:
+    cursor = api.get("/monitoring/anomalies", params={"until": UNTIL, "limit": 1}).json()["next_cursor"]
+    other = api.get("/monitoring/anomalies", params={"until": UNTIL, "limit": 1, "kind": "drop", "cursor": cursor})
+    assert other.status_code == 422
+    assert other.json()["detail"][0]["loc"] == ["query", "cursor"]
+
+
+@pytest.mark.parametrize("cursor", ["not-base64!!", "e30", anomalies.Cursor("x", None, None).encode()])
+def test_a_malformed_or_forged_cursor_is_rejected(api: TestClient, cursor: str) -> None:
+    response = api.get("/monitoring/anomalies", params={"until": UNTIL, "cursor": cursor})
+    assert response.status_code == 422
+
+
+def test_a_cursor_cannot_point_into_another_subjects_partition(api: TestClient) -> None:
+    # given a cursor with the right fingerprint but a start key in another subject's partition
+    query = anomalies.AnomalyQuery(
+        since_ms=ms(DAY - timedelta(days=6)), until_ms=ms(DAY + timedelta(days=1)), subject_type="route", subject=ITEMS
+    )
+    forged = anomalies.Cursor(query.fingerprint(), None, {"pk": f"client#{CLIENT}", "sk": "z"}).encode()
+    params = {"subject_type": "route", "subject": ITEMS, "until": UNTIL, "cursor": forged}
+    assert api.get("/monitoring/anomalies", params=params).status_code == 422
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"kind": "bogus"},
+        {"limit": 0},
+        {"limit": 201},
+        {"subject": ITEMS},
+        {"subject_type": "server"},
+        {"since": UNTIL, "until": UNTIL},
+        {"since": "yesterday"},
+        {"since": (DAY - timedelta(days=40)).isoformat(), "until": UNTIL},
+        {"unknown": "1"},
+        {"cursor": ""},
+    ],
+)
+def test_invalid_parameters_are_422(api: TestClient, params: dict[str, Any]) -> None:
+    assert api.get("/monitoring/anomalies", params=params).status_code == 422
+
+
+def test_a_long_range_is_fine_for_one_subject(api: TestClient) -> None:
+    params = {
+        "subject_type": "route",
+        "subject": ITEMS,
+        "since": (DAY - timedelta(days=40)).isoformat(),
+        "until": UNTIL,
+    }
+    response = api.get("/monitoring/anomalies", params=params)
+    assert response.status_code == 200
+    assert len(response.json()["items"]) == 5
+
+
+def test_a_missing_table_is_503(emulator: Emulator) -> None:
+    api = TestClient(create_app(load_settings(publisher="off", anomaly_table="no-such-table")))
+    response = api.get("/monitoring/anomalies")
+    assert response.status_code == 503
+
+
+def test_lambda_api_mirrors_the_detection_models_kinds_and_keys() -> None:
+    # the endpoint validates kinds and builds keys without importing the Flink job: keep them equal
+    assert anomalies.KINDS == model.KINDS
+    assert anomalies.ROUTE_KINDS == model.ROUTE_KINDS and anomalies.CLIENT_KINDS == model.CLIENT_KINDS
+    assert anomalies.PHASES == model.PHASES
+    for moment in (0, 1, 999, 1_741_564_800_000, 1_741_564_800_999):
+        assert anomalies.iso_utc(moment) == model.iso_utc(moment)
+    assert set(anomalies.RECORD_FIELDS) | {"day"} == set(SEEDED[0].to_record())
