@@ -6,12 +6,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from pyflink.datastream.state import StateTtlConfig
 
 from flink_app import sinks, sources, stages
 from flink_app.config import ConfigError, JobConfig
 from flink_app.detect.clients import CandidateFloors
 from flink_app.detect.model import Anomaly, ClientWindow, RouteWindow
-from flink_app.operator import ANOMALY_COLUMNS, SubjectDetection, anomaly_values, window_from_values
+from flink_app.operator import (
+    ANOMALY_COLUMNS,
+    SubjectDetection,
+    anomaly_values,
+    client_state_ttl,
+    window_from_values,
+)
 
 ARN = "arn:aws:kinesis:eu-west-1:123456789012:stream/pulse-events"
 
@@ -245,3 +252,17 @@ def test_a_watermark_that_closes_nothing_does_nothing() -> None:
     engine = RecordingEngine()
     step, left = SubjectDetection(engine).advance({"last": 10}, [route_window(60)], watermark=19)  # type: ignore[arg-type]
     assert engine.calls == [] and (step.windows, step.silence_checks) == (0, 0) and len(left) == 1
+
+
+def test_client_state_expires_a_configured_time_after_its_last_window() -> None:
+    # given the default configuration and a shorter one
+    default, short = config(), config(group("job", client_state_ttl_h="1.5"))
+    # then the TTL is refreshed by every write (one per window) and an expired value may still be read
+    # until cleaned up, which keeps the Python worker's state cache on
+    ttl = client_state_ttl(default.job.client_state_ttl_h)
+    assert ttl.get_ttl().to_milliseconds() == 24 * 3_600_000
+    assert client_state_ttl(short.job.client_state_ttl_h).get_ttl().to_milliseconds() == 5_400_000
+    assert ttl.get_update_type() == StateTtlConfig.UpdateType.OnCreateAndWrite
+    assert ttl.get_state_visibility() == StateTtlConfig.StateVisibility.ReturnExpiredIfNotCleanedUp
+    with pytest.raises(ConfigError, match=r"pulse\.job: client\.state\.ttl\.h"):
+        config(group("job", client_state_ttl_h="0"))
