@@ -24,17 +24,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $(STAMP)
 
-$(CONNECTOR_JAR): jars/pom.xml
-	@command -v $(MVN) >/dev/null || { echo "jars: Maven ($(MVN)) not found (README: prerequisites)"; exit 1; }
-	@echo "jars: building $(CONNECTOR_JAR) with Maven (first run downloads the connectors)"
-	@cd jars && $(MVN) -B -q package -DskipTests > target-build.log 2>&1 || { \
-	  if grep -qiE "could not (transfer|resolve)|unknownhost|connect timed out|network is unreachable" target-build.log; then \
-	    echo "jars: Maven cannot reach its repository (Maven Central); see jars/target-build.log"; \
-	  else echo "jars: Maven build failed; see jars/target-build.log"; tail -20 target-build.log; fi; exit 1; }
-	@cp jars/target/pulse-connectors.jar $(CONNECTOR_JAR)
-	@rm -f jars/target-build.log
+$(CONNECTOR_JAR): jars/pom.xml jars/build.sh
+	@MVN=$(MVN) jars/build.sh
 
-setup: $(STAMP) $(CONNECTOR_JAR) ## create/refresh .venv and the connector JAR (idempotent)
+# The JAR is built when missing or when the pom changed. When the repository cannot provide the
+# connectors, setup goes on (the reason is in jars/.unavailable) and the tests that need the JAR
+# are skipped with that reason; `make jars`, `make package` and `make demo` still fail.
+setup: $(STAMP) ## create/refresh .venv and the connector JAR (idempotent)
+	@$(MAKE) --no-print-directory $(CONNECTOR_JAR) || { test -f jars/.unavailable && \
+	  echo "setup: continuing without the connector JAR; tests that need it are skipped"; }
 
 jars: $(CONNECTOR_JAR) ## build the one shaded connector JAR with Maven
 
@@ -49,10 +47,10 @@ lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-package: setup ## build the Managed Flink zip into dist/
+package: setup $(CONNECTOR_JAR) ## build the Managed Flink zip into dist/
 	$(PY) -m flink_app.packaging --jar $(CONNECTOR_JAR) --out dist
 
-demo: setup ## run the whole pipeline locally on the embedded emulator
+demo: setup $(CONNECTOR_JAR) ## run the whole pipeline locally on the embedded emulator
 	$(PY) -m pulse_local.demo
 
 synth: setup ## synthesize the CDK app offline into cdk.out/

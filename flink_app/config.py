@@ -75,6 +75,7 @@ class SinkConfig(_Group):
     region: str | None = Field(None, alias="aws.region")
     endpoint: str | None = Field(None, alias="aws.endpoint")
     path: str | None = Field(None, alias="path")
+    flush_timeout_ms: int = Field(1000, ge=10, alias="flush.timeout.ms")
 
     @model_validator(mode="after")
     def _complete(self) -> SinkConfig:
@@ -107,6 +108,7 @@ class JobRuntimeConfig(_Group):
     parallelism: int | None = Field(None, ge=1, alias="parallelism")
     bundle_size: int = Field(1000, ge=1, alias="python.bundle.size")
     bundle_time_ms: int = Field(1000, ge=1, alias="python.bundle.time.ms")
+    rejected_sample_size: int = Field(20, ge=0, alias="rejected.sample.size")
 
 
 class JobConfig(BaseModel):

@@ -15,6 +15,8 @@ ROUTE_KINDS = ("spike", "drop", "silence", "error_surge", "latency_surge")
 CLIENT_KINDS = ("ip_burst", "ip_scan", "ip_auth_failures")
 KINDS = ROUTE_KINDS + CLIENT_KINDS
 UNMATCHED_ROUTE = "UNMATCHED"
+# Where a record sits in its incident: the first flagged window, a window of higher severity, the end.
+PHASES = ("open", "escalate", "end")
 
 
 class Severity(str, Enum):
@@ -35,6 +37,10 @@ class RouteWindow:
     errors_5xx: int
     latency_mean: float
     latency_max: float
+    # Optional (added with the detectors): AVG(LN(GREATEST(latency_ms, 0.001))), the log of the
+    # geometric mean latency. One multi-second request moves it by a few percent where it doubles the
+    # mean of a fast route, so latency_surge uses it when the SQL stage provides it.
+    latency_log_mean: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,10 @@ class Anomaly:
     severity: str
     detected_at: int  # epoch ms
     ttl: int  # epoch seconds
+    # Optional (added with the detectors): "open", "escalate" or "end". An "end" record spans the
+    # whole incident (window_start of its first window, window_end when it closed) and carries its
+    # peak observed value, score and severity.
+    phase: str = "open"
 
     @property
     def pk(self) -> str:
@@ -96,7 +106,8 @@ class Anomaly:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Anomaly:
-        fields = {name: record[name] for name in cls.__dataclass_fields__}
+        optional = {"phase"}  # records written before the field existed lack it
+        fields = {name: record[name] for name in cls.__dataclass_fields__ if name in record or name not in optional}
         for name in ("window_start", "window_end", "detected_at", "ttl"):
             fields[name] = int(fields[name])
         for name in ("observed", "expected", "score"):

@@ -1,8 +1,13 @@
-"""Detector thresholds: the ``pulse.detect`` property group, one typed object."""
+"""Detector thresholds: the ``pulse.detect`` property group, one typed object.
+
+Every key is documented in ``docs/detection.md`` (what it does, how to tune it). Counts are per
+window: route windows are ``pulse.windows`` ``route.size.s`` long (60 s by default), client windows
+``client.size.s`` long (60 s).
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class DetectSettings(BaseModel):
@@ -13,10 +18,65 @@ class DetectSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
-    warmup_windows: int = Field(6, ge=1, alias="warmup.windows")
-    min_route_count: float = Field(20.0, ge=0, alias="route.min.count")
+    # --- route baselines -------------------------------------------------------------------------
+    route_warmup_windows: int = Field(30, ge=1, alias="route.warmup.windows")
+    route_halflife_s: float = Field(600.0, gt=0, alias="route.halflife.s")
+    route_clip_z: float = Field(2.5, gt=0, alias="route.clip.z")
+    route_noise_rel: float = Field(0.05, ge=0, alias="route.noise.rel")
+    route_noise_poisson: float = Field(1.0, ge=0, alias="route.noise.poisson")
+    route_detect_unmatched: bool = Field(False, alias="route.detect.unmatched")
+    learn_pause_s: float = Field(180.0, ge=0, alias="learn.pause.s")
+    relearn_s: float = Field(1800.0, gt=0, alias="relearn.s")
+
+    # --- spike / drop / silence on the request count ---------------------------------------------
+    spike_min_count: float = Field(30.0, ge=0, alias="spike.min.count")
+    spike_ratio: float = Field(2.5, gt=1, alias="spike.ratio")
     spike_z: float = Field(6.0, gt=0, alias="spike.z")
-    spike_ratio: float = Field(3.0, gt=1, alias="spike.ratio")
-    drop_ratio: float = Field(0.25, gt=0, lt=1, alias="drop.ratio")
-    ewma_alpha: float = Field(0.1, gt=0, lt=1, alias="ewma.alpha")
+    drop_min_expected: float = Field(40.0, ge=0, alias="drop.min.expected")
+    drop_ratio: float = Field(0.4, gt=0, lt=1, alias="drop.ratio")
+    drop_z: float = Field(3.0, gt=0, alias="drop.z")
+    silence_min_expected: float = Field(20.0, gt=0, alias="silence.min.expected")
+    silence_after_s: float = Field(0.0, ge=0, alias="silence.after.s")
+
+    # --- error_surge on the 5xx rate ---------------------------------------------------------------
+    error_min_count: int = Field(5, ge=1, alias="error.min.count")
+    error_min_rate: float = Field(0.05, gt=0, lt=1, alias="error.min.rate")
+    error_ratio: float = Field(3.0, gt=1, alias="error.ratio")
+    error_z: float = Field(4.0, gt=0, alias="error.z")
+    error_rate_floor: float = Field(0.002, gt=0, lt=1, alias="error.rate.floor")
+
+    # --- latency_surge on the typical latency (geometric mean without the slowest request) ------
+    latency_min_count: int = Field(10, ge=2, alias="latency.min.count")
+    latency_ratio: float = Field(2.0, gt=1, alias="latency.ratio")
+    latency_z: float = Field(5.0, gt=0, alias="latency.z")
+    latency_noise_rel: float = Field(0.05, ge=0, alias="latency.noise.rel")
+
+    # --- clients -----------------------------------------------------------------------------------
+    client_warmup_windows: int = Field(3, ge=1, alias="client.warmup.windows")
+    client_halflife_s: float = Field(1800.0, gt=0, alias="client.halflife.s")
+    client_pop_min_clients: int = Field(10, ge=2, alias="client.pop.min.clients")
+    burst_min_count: float = Field(240.0, ge=1, alias="burst.min.count")
+    burst_pop_ratio: float = Field(10.0, gt=1, alias="burst.pop.ratio")
+    burst_pop_z: float = Field(6.0, gt=0, alias="burst.pop.z")
+    burst_own_ratio: float = Field(4.0, gt=1, alias="burst.own.ratio")
+    scan_min_count: float = Field(20.0, ge=1, alias="scan.min.count")
+    scan_min_fraction: float = Field(0.5, gt=0, le=1, alias="scan.min.fraction")
+    scan_pop_ratio: float = Field(5.0, gt=0, alias="scan.pop.ratio")
+    scan_own_ratio: float = Field(4.0, gt=1, alias="scan.own.ratio")
+    auth_min_count: float = Field(10.0, ge=1, alias="auth.min.count")
+    auth_min_fraction: float = Field(0.5, gt=0, le=1, alias="auth.min.fraction")
+    auth_pop_ratio: float = Field(3.0, gt=0, alias="auth.pop.ratio")
+    auth_own_ratio: float = Field(4.0, gt=1, alias="auth.own.ratio")
+
+    # --- alert state and records -----------------------------------------------------------------
+    alert_clear_score: float = Field(0.5, ge=0, lt=1, alias="alert.clear.score")
+    alert_cooldown_s: float = Field(120.0, gt=0, alias="alert.cooldown.s")
+    severity_medium_score: float = Field(2.0, gt=1, alias="severity.medium.score")
+    severity_high_score: float = Field(4.0, gt=1, alias="severity.high.score")
     anomaly_ttl_days: int = Field(30, ge=1, alias="anomaly.ttl.days")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DetectSettings:
+        if self.severity_high_score <= self.severity_medium_score:
+            raise ValueError("severity.high.score must be above severity.medium.score")
+        return self

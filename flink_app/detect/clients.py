@@ -1,0 +1,141 @@
+"""Client detectors: ip_burst, ip_scan, ip_auth_failures on tumbling windows per client IP.
+
+Each client window carries the whole population's figures for the same window (number of clients,
+mean and population standard deviation of their request counts, computed in SQL). The detectors
+compare a client with the *other* clients (the client's own contribution is removed from the mean
+and standard deviation, so one heavy client cannot hide itself by inflating them) and with its own
+history. Every threshold is the largest of an absolute floor, a population-relative level and an
+own-history level, so a busy hour raises the bar and a quiet client is not judged by absolutes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from flink_app.detect.alerts import Alerts, Finding, Transition, excess_score
+from flink_app.detect.baseline import EwmaBaseline, LearningPause
+from flink_app.detect.model import ClientWindow
+from flink_app.detect.settings import DetectSettings
+
+
+@dataclass
+class ClientState:
+    """One client's own history and open incidents (picklable, kept in keyed state)."""
+
+    client_ip: str = ""
+    count: EwmaBaseline = field(default_factory=EwmaBaseline)
+    scan: EwmaBaseline = field(default_factory=EwmaBaseline)  # unmatched paths or 404s per window
+    auth: EwmaBaseline = field(default_factory=EwmaBaseline)  # 401/403 per window
+    count_pause: LearningPause = field(default_factory=LearningPause)
+    scan_pause: LearningPause = field(default_factory=LearningPause)
+    auth_pause: LearningPause = field(default_factory=LearningPause)
+    alerts: Alerts = field(default_factory=Alerts)
+    last_end: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Population:
+    """The other clients of a window: their number, mean and standard deviation of request counts."""
+
+    clients: int
+    mean: float
+    std: float
+
+
+def others(window: ClientWindow) -> Population | None:
+    """The population without this client (``pop_std_count`` is the population standard deviation)."""
+    n = window.pop_clients
+    if n < 2:
+        return None
+    total = n * window.pop_mean_count
+    squares = n * (window.pop_std_count**2 + window.pop_mean_count**2)
+    mean = max((total - window.count) / (n - 1), 0.0)
+    var = max((squares - window.count**2) / (n - 1) - mean * mean, 0.0)
+    return Population(n - 1, mean, math.sqrt(var))
+
+
+class ClientDetector:
+    """The client kinds; stateless itself, so one instance serves every key."""
+
+    def __init__(self, settings: DetectSettings) -> None:
+        self.s = settings
+        self.cooldown_ms = int(settings.alert_cooldown_s * 1000)
+        self.halflife_ms = settings.client_halflife_s * 1000
+        self.relearn_ms = settings.relearn_s * 1000
+        self.pause_ms = settings.learn_pause_s * 1000
+        self._quiet_below = settings.alert_clear_score * min(settings.burst_min_count, settings.scan_min_count,
+                                                             settings.auth_min_count)
+
+    def next_deadline(self, state: ClientState) -> int | None:
+        """When an open incident ends if the client sends nothing hot (it may send nothing at all)."""
+        return state.alerts.next_close(self.cooldown_ms)
+
+    def apply_due(self, state: ClientState, until: int, inclusive: bool) -> list[Transition]:
+        return state.alerts.close_due(until, self.cooldown_ms, inclusive)
+
+    def on_window(self, state: ClientState, window: ClientWindow) -> list[Transition]:
+        state.client_ip = window.client_ip
+        out = self.apply_due(state, window.window_end, inclusive=False)
+        findings: list[Finding] = []
+        # Most windows are a visitor's few requests, too few to reach even the clear level of any kind.
+        if state.alerts.open or window.count >= self._quiet_below:
+            findings = self._findings(state, window)
+            for finding in findings:
+                out.extend(state.alerts.observe(finding, window.window_start, window.window_end, self.s))
+        self._learn(state, window, {finding.kind: finding for finding in findings})
+        state.last_end = max(state.last_end, window.window_end)
+        return out
+
+    def _findings(self, state: ClientState, window: ClientWindow) -> list[Finding]:
+        s = self.s
+        population = others(window)
+        if population is not None and population.clients < s.client_pop_min_clients:
+            population = None  # too few clients to say what is normal for one
+        known = state.count.samples >= s.client_warmup_windows
+
+        expected = state.count.mean if known else (population.mean if population else 0.0)
+        threshold = s.burst_min_count
+        if population:
+            threshold = max(threshold, s.burst_pop_ratio * population.mean,
+                            population.mean + s.burst_pop_z * population.std)
+        if known:
+            threshold = max(threshold, s.burst_own_ratio * state.count.mean)
+        burst = Finding("ip_burst", window.count, expected, excess_score(window.count, expected, threshold),
+                        window.count >= threshold)
+
+        scans = float(max(window.unmatched, window.not_found))
+        scan = self._share_finding("ip_scan", scans, window.count, state.scan if known else None, population,
+                                   s.scan_min_count, s.scan_pop_ratio, s.scan_own_ratio, s.scan_min_fraction)
+        auth = self._share_finding("ip_auth_failures", float(window.auth_failures), window.count,
+                                   state.auth if known else None, population,
+                                   s.auth_min_count, s.auth_pop_ratio, s.auth_own_ratio, s.auth_min_fraction)
+        return [burst, scan, auth]
+
+    def _share_finding(self, kind: str, observed: float, count: int, own: EwmaBaseline | None,
+                       population: Population | None, min_count: float, pop_ratio: float, own_ratio: float,
+                       min_fraction: float) -> Finding:
+        """A kind of failing request: many of them, compared with the population's and the client's own
+        level, and most of what the client sends."""
+        expected = own.mean if own is not None else 0.0
+        threshold = min_count
+        if population:
+            threshold = max(threshold, pop_ratio * population.mean)
+        if own is not None:
+            threshold = max(threshold, own_ratio * own.mean)
+        flagged = observed >= threshold and observed >= min_fraction * count
+        return Finding(kind, observed, expected, excess_score(observed, expected, threshold), flagged)
+
+    def _may_learn(self, pause: LearningPause, state: ClientState, findings: dict[str, Finding], kind: str,
+                   at_ms: int) -> bool:
+        return pause.allows(state.alerts.suspicious(findings, (kind,), self.s), state.alerts.any_open((kind,)),
+                            at_ms, self.pause_ms, self.relearn_ms)
+
+    def _learn(self, state: ClientState, window: ClientWindow, findings: dict[str, Finding]) -> None:
+        end = window.window_end
+        if self._may_learn(state.count_pause, state, findings, "ip_burst", end):
+            state.count.update(float(window.count), end, self.halflife_ms, spread=state.count_pause.calm)
+        if self._may_learn(state.scan_pause, state, findings, "ip_scan", end):
+            state.scan.update(float(max(window.unmatched, window.not_found)), end, self.halflife_ms)
+        if self._may_learn(state.auth_pause, state, findings, "ip_auth_failures", end):
+            state.auth.update(float(window.auth_failures), end, self.halflife_ms)

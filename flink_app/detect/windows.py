@@ -1,0 +1,120 @@
+"""Reference aggregation in plain Python: request events -> route and client window aggregates.
+
+This is the specification of what the job's SQL stages compute, written so it can run without
+Flink (unit tests, the quality benchmark, the pure-Python backtest). The SQL stages must produce
+exactly these rows:
+
+Route windows: ``HOP(TABLE events, DESCRIPTOR(rowtime), INTERVAL slide, INTERVAL size)`` grouped by
+``route``, windows aligned to the epoch, ``[window_start, window_end)``:
+
+* ``count`` = ``COUNT(*)``
+* ``errors_4xx`` = requests with ``400 <= status < 500``; ``errors_5xx`` = ``status >= 500``
+* ``latency_mean`` = ``AVG(latency_ms)`` as DOUBLE; ``latency_max`` = ``MAX(latency_ms)``;
+  ``latency_log_mean`` = ``AVG(LN(GREATEST(latency_ms, 0.001)))``
+
+Client windows: ``TUMBLE(..., INTERVAL size)`` grouped by ``client_ip``:
+
+* ``count``; ``distinct_routes`` = ``COUNT(DISTINCT route)``; ``unmatched`` = requests whose route is
+  ``UNMATCHED``; ``not_found`` = ``status = 404``; ``auth_failures`` = ``status IN (401, 403)``
+* ``pop_clients``, ``pop_mean_count``, ``pop_std_count``: over every client row of the same window,
+  ``COUNT(*)``, ``AVG(CAST(count AS DOUBLE))`` and ``STDDEV_POP(CAST(count AS DOUBLE))`` (population,
+  not sample, standard deviation: the detectors remove the client's own share exactly).
+
+A window with no request for a key produces no row for that key. Rows come out ordered by
+``window_end`` and then key, the order in which an event-time job emits them (per key, increasing).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flink_app.detect.model import UNMATCHED_ROUTE, ClientWindow, RouteWindow
+
+MIN_LATENCY_MS = 0.001  # the floor under LN(): a zero latency must not be -infinity
+
+
+@dataclass(frozen=True, slots=True)
+class WindowGeometry:
+    """Window sizes in milliseconds (``pulse.windows``: route.size.s, route.slide.s, client.size.s)."""
+
+    route_size_ms: int = 60_000
+    route_slide_ms: int = 10_000
+    client_size_ms: int = 60_000
+
+    @classmethod
+    def from_config(cls, windows: Any) -> WindowGeometry:
+        """From ``JobConfig.windows`` (``pulse.windows``)."""
+        return cls(windows.route_size_s * 1000, windows.route_slide_s * 1000, windows.client_size_s * 1000)
+
+    def __post_init__(self) -> None:
+        if self.route_size_ms % self.route_slide_ms:
+            raise ValueError("route window size must be a multiple of its slide")
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregates:
+    route_windows: list[RouteWindow]
+    client_windows: list[ClientWindow]
+    events: int
+    max_ts: int | None  # the newest event time seen (the watermark follows it)
+
+
+def aggregate(events: Iterable[Mapping[str, Any]], geometry: WindowGeometry | None = None) -> Aggregates:
+    """Route (HOP) and client (TUMBLE) windows of ``events``, as the SQL stages compute them."""
+    g = geometry or WindowGeometry()
+    routes: dict[tuple[int, str], list[float]] = {}
+    clients: dict[tuple[int, str], list[Any]] = {}
+    n_events, max_ts = 0, None
+    hops = g.route_size_ms // g.route_slide_ms
+    for event in events:
+        ts, route, status = int(event["ts"]), str(event["route"]), int(event["status"])
+        latency, ip = float(event["latency_ms"]), str(event["client_ip"])
+        log_latency = math.log(max(latency, MIN_LATENCY_MS))
+        n_events += 1
+        max_ts = ts if max_ts is None else max(max_ts, ts)
+        last_start = ts - ts % g.route_slide_ms
+        for hop in range(hops):
+            key = (last_start - hop * g.route_slide_ms, route)
+            agg = routes.get(key)
+            if agg is None:
+                routes[key] = agg = [0, 0, 0, 0.0, latency, 0.0]
+            agg[0] += 1
+            agg[1] += 400 <= status < 500
+            agg[2] += status >= 500
+            agg[3] += latency
+            agg[4] = max(agg[4], latency)
+            agg[5] += log_latency
+        start = ts - ts % g.client_size_ms
+        cagg = clients.get((start, ip))
+        if cagg is None:
+            clients[(start, ip)] = cagg = [0, set(), 0, 0, 0]
+        cagg[0] += 1
+        cagg[1].add(route)
+        cagg[2] += route == UNMATCHED_ROUTE
+        cagg[3] += status == 404
+        cagg[4] += status in (401, 403)
+
+    route_rows = [RouteWindow(route=route, window_start=start, window_end=start + g.route_size_ms, count=int(a[0]),
+                              errors_4xx=int(a[1]), errors_5xx=int(a[2]), latency_mean=a[3] / a[0],
+                              latency_max=a[4], latency_log_mean=a[5] / a[0])
+                  for (start, route), a in routes.items()]
+    route_rows.sort(key=lambda w: (w.window_end, w.route))
+
+    population: dict[int, list[int]] = defaultdict(list)
+    for (start, _ip), cagg in clients.items():
+        population[start].append(cagg[0])
+    figures = {}
+    for start, counts in population.items():
+        mean = sum(counts) / len(counts)
+        figures[start] = (len(counts), mean, math.sqrt(sum((c - mean) ** 2 for c in counts) / len(counts)))
+    client_rows = [ClientWindow(client_ip=ip, window_start=start, window_end=start + g.client_size_ms,
+                                count=c[0], distinct_routes=len(c[1]), unmatched=c[2], not_found=c[3],
+                                auth_failures=c[4], pop_clients=figures[start][0], pop_mean_count=figures[start][1],
+                                pop_std_count=figures[start][2])
+                   for (start, ip), c in clients.items()]
+    client_rows.sort(key=lambda w: (w.window_end, w.client_ip))
+    return Aggregates(route_rows, client_rows, n_events, max_ts)

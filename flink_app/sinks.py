@@ -1,0 +1,107 @@
+"""Where anomalies and rejected records go.
+
+* Anomalies: Flink's DynamoDB SQL sink (``'connector'='dynamodb'``) with ``PRIMARY KEY (pk, sk)``,
+  so a replay or a restart overwrites items instead of duplicating them; or, for a streaming run
+  without AWS, JSON-lines part files in a directory. Backtest collects anomalies in the client and
+  writes its output file itself (:mod:`flink_app.cli`).
+* Rejected records: counted per reason in a metric of the ``kinesisanalytics`` group (which
+  Managed Flink exports to CloudWatch), a bounded sample logged, then discarded.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyflink.table import DataTypes
+from pyflink.table.udf import FunctionContext, ScalarFunction, udf
+
+from flink_app.config import ConfigError, JobConfig, SinkKind
+from flink_app.operator import ANOMALY_COLUMNS, METRIC_GROUP
+from flink_app.sources import _quote, _region_of
+
+ANOMALY_SINK = "anomaly_sink"
+REJECTED_SINK = "rejected_sink"
+REJECTED_METRIC = "rejectedRecords"
+
+LOG = logging.getLogger(__name__)
+
+
+def _columns(primary_key: bool) -> str:
+    lines = [f"`{name}` {sql_type}" + (" NOT NULL" if primary_key and name in ("pk", "sk") else "")
+             for name, sql_type in ANOMALY_COLUMNS]
+    if primary_key:
+        lines.append("PRIMARY KEY (`pk`, `sk`) NOT ENFORCED")
+    return ",\n  ".join(lines)
+
+
+def _with(options: dict[str, str]) -> str:
+    return ",\n  ".join(f"'{key}' = '{_quote(value)}'" for key, value in options.items())
+
+
+def dynamodb_options(config: JobConfig) -> dict[str, str]:
+    """Options of Flink's ``dynamodb`` table sink (connector 6.0.0) from ``pulse.sink``."""
+    sink = config.sink
+    region = sink.region or config.source.region or (
+        _region_of(config.source.stream_arn) if config.source.stream_arn else None)
+    if not region:
+        raise ConfigError(
+            "invalid job configuration: pulse.sink: aws.region is required (no stream.arn to take it from)")
+    options = {
+        "connector": "dynamodb",
+        "table-name": sink.table_name,
+        "aws.region": region,
+        "sink.flush-buffer.timeout": str(sink.flush_timeout_ms),
+        # A failed batch is retried (not fatal): the keys are deterministic, a retry overwrites.
+        "sink.fail-on-error": "false",
+    }
+    if sink.endpoint:
+        options["aws.endpoint"] = sink.endpoint
+    return options
+
+
+def anomaly_sink_ddl(config: JobConfig, table: str = ANOMALY_SINK) -> str:
+    """``CREATE TABLE`` for the anomaly sink of a streaming run (``pulse.sink.kind``)."""
+    if config.sink.kind is SinkKind.DYNAMODB:
+        return (f"CREATE TEMPORARY TABLE `{table}` (\n  {_columns(primary_key=True)}\n)"
+                f" WITH (\n  {_with(dynamodb_options(config))}\n)")
+    assert config.sink.path  # required by the config validator for kind=jsonl
+    # Row formats commit a part file only once it rolls: roll with every checkpoint's cadence.
+    options = {"connector": "filesystem", "path": config.sink.path, "format": "json",
+               "sink.rolling-policy.rollover-interval": f"{config.job.checkpoint_interval_s} s",
+               "sink.rolling-policy.check-interval": "1 s"}
+    return f"CREATE TEMPORARY TABLE `{table}` (\n  {_columns(primary_key=False)}\n) WITH (\n  {_with(options)}\n)"
+
+
+def rejected_sink_ddl(table: str = REJECTED_SINK) -> str:
+    return f"CREATE TEMPORARY TABLE `{table}` (reason STRING) WITH ('connector' = 'blackhole')"
+
+
+class RejectedRecordCounter(ScalarFunction):
+    """Counts each rejected record in ``kinesisanalytics.rejectedRecords`` (and per reason); logs a sample."""
+
+    def __init__(self, sample_size: int) -> None:
+        self.sample_size = sample_size
+
+    def open(self, function_context: FunctionContext) -> None:
+        self.group = function_context.get_metric_group().add_group(METRIC_GROUP)
+        self.total = self.group.counter(REJECTED_METRIC)
+        self.by_reason: dict[str, object] = {}
+        self.logged = 0
+
+    def eval(self, reason: str, sample: str) -> str:
+        self.total.inc()
+        counter = self.by_reason.get(reason)
+        if counter is None:
+            counter = self.group.add_group("reason", reason).counter(REJECTED_METRIC)
+            self.by_reason[reason] = counter
+        counter.inc()  # type: ignore[attr-defined]
+        if self.logged < self.sample_size:
+            self.logged += 1
+            LOG.warning("rejected record (%s), sample %d/%d: %r", reason, self.logged, self.sample_size, sample)
+        return reason
+
+
+def rejected_counter(config: JobConfig):  # type: ignore[no-untyped-def]
+    """The counting UDF, for ``SELECT count_rejected(reason, sample) FROM rejected``."""
+    return udf(RejectedRecordCounter(config.job.rejected_sample_size),
+               input_types=[DataTypes.STRING(), DataTypes.STRING()], result_type=DataTypes.STRING())

@@ -1,0 +1,205 @@
+"""The SQL stages between the raw source and the detectors, all in the JVM.
+
+1. **Validation.** A raw row is an event when its size, event time and fields are usable
+   (:func:`valid_condition`); every other row is *rejected* with a reason
+   (:func:`reject_reason`) and goes to a side branch that counts it, never to the windows.
+2. **Route windows.** Sliding (HOP) windows per route: count, 4xx, 5xx, mean and max latency.
+3. **Client windows.** Tumbling windows per client IP: count, distinct routes, unmatched paths,
+   404s, 401/403s; the population's figures for the same window (clients, mean and standard
+   deviation of the count) are a cascaded window aggregate joined back by window.
+4. **One aggregate stream.** Both kinds of window in one table (:data:`WINDOW_COLUMNS`), keyed
+   downstream by ``subject_type#subject``; this is all that crosses into Python.
+
+Window bounds are epoch milliseconds (BIGINT), computed in the session time zone, which the job
+pins to UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+from flink_app.config import JobConfig
+from flink_app.detect.model import UNMATCHED_ROUTE, ClientWindow, RouteWindow
+from flink_app.events import INVALID_EVENT_TIME_MS, RAW_COLUMN
+from flink_app.sources import RAW_EVENTS
+
+if TYPE_CHECKING:
+    from pyflink.table import StreamTableEnvironment, Table
+
+EVENTS = "events"
+REJECTED = "rejected_records"
+ROUTE_WINDOWS = "route_windows"
+CLIENT_COUNTS = "client_counts"
+CLIENT_POPULATION = "client_population"
+CLIENT_WINDOWS = "client_windows"
+WINDOWS = "windows"
+
+MAX_SUBJECT_CHARS = 512
+REJECTED_SAMPLE_CHARS = 256
+
+# The aggregate stream's columns, in order, with their SQL types. Route rows leave the client
+# columns NULL and client rows the route columns. Names are the detect.model field names.
+WINDOW_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("subject_type", "STRING"),
+    ("subject", "STRING"),
+    ("window_start", "BIGINT"),
+    ("window_end", "BIGINT"),
+    ("count", "BIGINT"),
+    ("errors_4xx", "BIGINT"),
+    ("errors_5xx", "BIGINT"),
+    ("latency_mean", "DOUBLE"),
+    ("latency_max", "DOUBLE"),
+    ("distinct_routes", "BIGINT"),
+    ("unmatched", "BIGINT"),
+    ("not_found", "BIGINT"),
+    ("auth_failures", "BIGINT"),
+    ("pop_clients", "BIGINT"),
+    ("pop_mean_count", "DOUBLE"),
+    ("pop_std_count", "DOUBLE"),
+)
+ROUTE_COLUMNS = ("count", "errors_4xx", "errors_5xx", "latency_mean", "latency_max")
+CLIENT_COLUMNS = (
+    "count", "distinct_routes", "unmatched", "not_found", "auth_failures",
+    "pop_clients", "pop_mean_count", "pop_std_count",
+)
+
+
+def _epoch_ms(column: str) -> str:
+    # Window bounds are whole seconds (sizes and slides are configured in seconds).
+    return f"UNIX_TIMESTAMP(DATE_FORMAT({column}, 'yyyy-MM-dd HH:mm:ss')) * 1000"
+
+
+def valid_condition(config: JobConfig) -> str:
+    """SQL predicate: this raw row is a usable event."""
+    return (
+        f"CHAR_LENGTH(`{RAW_COLUMN}`) <= {config.windows.max_record_bytes}"
+        f" AND `event_time` > TO_TIMESTAMP_LTZ({INVALID_EVENT_TIME_MS}, 3)"
+        f" AND `route` IS NOT NULL AND CHAR_LENGTH(`route`) BETWEEN 1 AND {MAX_SUBJECT_CHARS}"
+        f" AND `client_ip` IS NOT NULL AND CHAR_LENGTH(`client_ip`) BETWEEN 1 AND {MAX_SUBJECT_CHARS}"
+        " AND `status` BETWEEN 100 AND 599"
+        " AND `latency_ms` >= 0"
+    )
+
+
+def reject_reason(config: JobConfig) -> str:
+    """SQL expression naming why a row is not an event (evaluated on rejected rows only)."""
+    return (
+        "CASE"
+        f" WHEN CHAR_LENGTH(`{RAW_COLUMN}`) > {config.windows.max_record_bytes} THEN 'oversized'"
+        f" WHEN NOT (`{RAW_COLUMN}` IS JSON OBJECT) THEN 'bad_json'"
+        f" WHEN `event_time` <= TO_TIMESTAMP_LTZ({INVALID_EVENT_TIME_MS}, 3) THEN 'bad_ts'"
+        " WHEN `route` IS NULL OR `client_ip` IS NULL OR `status` IS NULL OR `latency_ms` IS NULL"
+        " THEN 'missing_or_mistyped_field'"
+        " ELSE 'out_of_range_field' END"
+    )
+
+
+def events_sql(config: JobConfig) -> str:
+    return (
+        f"SELECT `route`, `status`, `latency_ms`, `client_ip`, `event_time` FROM `{RAW_EVENTS}`"
+        f" WHERE {valid_condition(config)}"
+    )
+
+
+def rejected_sql(config: JobConfig) -> str:
+    return (
+        f"SELECT {reject_reason(config)} AS reason,"
+        f" SUBSTRING(`{RAW_COLUMN}`, 1, {REJECTED_SAMPLE_CHARS}) AS sample"
+        # IS NOT TRUE, not NOT: a NULL field makes the condition NULL, and NOT NULL is NULL too.
+        f" FROM `{RAW_EVENTS}` WHERE ({valid_condition(config)}) IS NOT TRUE"
+    )
+
+
+def route_windows_sql(config: JobConfig) -> str:
+    w = config.windows
+    return f"""
+SELECT 'route' AS subject_type, `route` AS subject,
+  {_epoch_ms('window_start')} AS window_start_ms, {_epoch_ms('window_end')} AS window_end_ms,
+  COUNT(*) AS `count`,
+  CAST(SUM(CASE WHEN `status` >= 400 AND `status` < 500 THEN 1 ELSE 0 END) AS BIGINT) AS errors_4xx,
+  CAST(SUM(CASE WHEN `status` >= 500 THEN 1 ELSE 0 END) AS BIGINT) AS errors_5xx,
+  AVG(`latency_ms`) AS latency_mean,
+  MAX(`latency_ms`) AS latency_max
+FROM TABLE(HOP(TABLE `{EVENTS}`, DESCRIPTOR(`event_time`),
+               INTERVAL '{w.route_slide_s}' SECOND, INTERVAL '{w.route_size_s}' SECOND))
+GROUP BY `route`, window_start, window_end"""
+
+
+def client_counts_sql(config: JobConfig) -> str:
+    return f"""
+SELECT `client_ip`, window_start, window_end, window_time,
+  COUNT(*) AS `count`,
+  COUNT(DISTINCT `route`) AS distinct_routes,
+  CAST(SUM(CASE WHEN `route` = '{UNMATCHED_ROUTE}' THEN 1 ELSE 0 END) AS BIGINT) AS unmatched,
+  CAST(SUM(CASE WHEN `status` = 404 THEN 1 ELSE 0 END) AS BIGINT) AS not_found,
+  CAST(SUM(CASE WHEN `status` IN (401, 403) THEN 1 ELSE 0 END) AS BIGINT) AS auth_failures
+FROM TABLE(TUMBLE(TABLE `{EVENTS}`, DESCRIPTOR(`event_time`), INTERVAL '{config.windows.client_size_s}' SECOND))
+GROUP BY `client_ip`, window_start, window_end, window_time"""
+
+
+def client_population_sql(config: JobConfig) -> str:
+    # A cascaded window aggregate: the per-client rows grouped again by their (same) window.
+    return f"""
+SELECT window_start, window_end,
+  COUNT(*) AS pop_clients,
+  AVG(CAST(`count` AS DOUBLE)) AS pop_mean_count,
+  STDDEV_POP(CAST(`count` AS DOUBLE)) AS pop_std_count
+FROM `{CLIENT_COUNTS}`
+GROUP BY window_start, window_end"""
+
+
+def client_windows_sql() -> str:
+    # A window join: both sides are window aggregates of the same windows, so the join emits
+    # once per window when the watermark passes it and keeps no state beyond it.
+    return f"""
+SELECT 'client' AS subject_type, c.`client_ip` AS subject,
+  {_epoch_ms('c.window_start')} AS window_start_ms, {_epoch_ms('c.window_end')} AS window_end_ms,
+  c.`count`, c.distinct_routes, c.unmatched, c.not_found, c.auth_failures,
+  p.pop_clients, p.pop_mean_count, COALESCE(p.pop_std_count, 0.0) AS pop_std_count
+FROM `{CLIENT_COUNTS}` c JOIN `{CLIENT_POPULATION}` p
+  ON c.window_start = p.window_start AND c.window_end = p.window_end"""
+
+
+def windows_sql() -> str:
+    """Route and client windows as one table of :data:`WINDOW_COLUMNS`."""
+
+    def select(source: str, present: tuple[str, ...]) -> str:
+        parts = ["subject_type", "subject", "window_start_ms AS window_start", "window_end_ms AS window_end"]
+        for name, sql_type in WINDOW_COLUMNS[4:]:
+            parts.append(f"CAST(`{name}` AS {sql_type}) AS `{name}`" if name in present
+                         else f"CAST(NULL AS {sql_type}) AS `{name}`")
+        return f"SELECT {', '.join(parts)} FROM `{source}`"
+
+    return f"{select(ROUTE_WINDOWS, ROUTE_COLUMNS)}\nUNION ALL\n{select(CLIENT_WINDOWS, CLIENT_COLUMNS)}"
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The tables the job wires onward: the aggregate stream and the rejected side branch."""
+
+    windows: Table
+    rejected: Table
+
+
+def register(t_env: StreamTableEnvironment, config: JobConfig) -> Stages:
+    """Register every stage as a temporary view over :data:`flink_app.sources.RAW_EVENTS`."""
+    views = (
+        (EVENTS, events_sql(config)),
+        (ROUTE_WINDOWS, route_windows_sql(config)),
+        (CLIENT_COUNTS, client_counts_sql(config)),
+        (CLIENT_POPULATION, client_population_sql(config)),
+        (CLIENT_WINDOWS, client_windows_sql()),
+        (WINDOWS, windows_sql()),
+    )
+    for name, sql in views:
+        t_env.create_temporary_view(name, t_env.sql_query(sql))
+    return Stages(windows=t_env.from_path(WINDOWS), rejected=t_env.sql_query(rejected_sql(config)))
+
+
+def model_fields_missing_from_sql() -> list[str]:
+    """Detector model fields that no SQL column produces (must be empty; checked by a unit test)."""
+    produced = {name for name, _ in WINDOW_COLUMNS}
+    route = {f.name for f in fields(RouteWindow)} - {"route"}
+    client = {f.name for f in fields(ClientWindow)} - {"client_ip"}
+    return sorted((route | client) - produced)

@@ -1,0 +1,79 @@
+"""Properties of the detectors over generated series (hypothesis)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flink_app.detect.model import Anomaly
+from tests.synthetic import Slide, engine, route_windows, run_routes
+
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FAST
+@given(count=st.integers(1, 1_000_000), errors_per_mille=st.integers(0, 1000), latency=st.floats(0.5, 30_000),
+       slides=st.integers(40, 400))
+def test_a_constant_series_never_alerts(count: int, errors_per_mille: int, latency: float, slides: int) -> None:
+    slide = Slide(count, count * errors_per_mille // 1000, latency)
+    assert run_routes(engine(), route_windows([slide] * slides)) == []
+
+
+def flagged(anomalies: list[Anomaly]) -> list[tuple[str, str, int, str, float]]:
+    return [(a.kind, a.phase, a.window_end, a.severity, a.score) for a in anomalies]
+
+
+busy_series = st.lists(st.integers(100, 500), min_size=60, max_size=260).flatmap(
+    lambda base: st.lists(st.sampled_from([1, 1, 1, 1, 0.3, 0.1, 3, 6]), min_size=len(base), max_size=len(base)).map(
+        lambda factors: [max(1, int(b * f)) for b, f in zip(base, factors, strict=True)]))
+
+
+@FAST
+@given(counts=busy_series, power=st.integers(1, 6))
+def test_scaling_every_count_changes_nothing_that_is_flagged(counts: list[int], power: int) -> None:
+    # given a busy route (above every volume guard and Poisson floor) and the same route 2**power busier
+    scale = 2**power
+    small = run_routes(engine(), route_windows([Slide(c, c // 50) for c in counts]))
+    large = run_routes(engine(), route_windows([Slide(c * scale, (c // 50) * scale) for c in counts]))
+    # then the same windows are flagged, with the same scores and severities
+    assert flagged(small) == flagged(large)
+
+
+@FAST
+@given(counts=st.lists(st.sampled_from([0, 0, 2, 10, 20, 20, 20, 20, 40, 120]), min_size=50, max_size=400),
+       errors=st.lists(st.integers(0, 10), min_size=50, max_size=400))
+def test_every_incident_is_open_then_at_most_two_escalations_then_end_each_under_its_own_key(
+        counts: list[int], errors: list[int]) -> None:
+    slides = [Slide(c, min(e, c), 50.0 * (1 + e)) for c, e in zip(counts, errors, strict=False)]
+    detector = engine(route_warmup_windows=5, silence_min_expected=10)
+    anomalies = run_routes(detector, route_windows(slides, tail=True))
+    assert len({(a.pk, a.sk) for a in anomalies}) == len(anomalies), "two records under one key"
+    by_kind: dict[str, list[Anomaly]] = defaultdict(list)
+    for a in anomalies:
+        by_kind[a.kind].append(a)
+    for records in by_kind.values():
+        incident: list[Anomaly] = []
+        for record in records:
+            if record.phase == "open":
+                assert not incident, "an incident opened while another of the same kind was open"
+            else:
+                assert incident, f"{record.phase} without an open incident"
+            incident.append(record)
+            if record.phase == "end":
+                assert len(incident) <= 4
+                ranks = [("low", "medium", "high").index(r.severity) for r in incident[:-1]]
+                assert ranks == sorted(set(ranks)), "escalations must raise the severity"
+                incident = []
+        assert len(incident) <= 3
+
+
+@FAST
+@given(counts=st.lists(st.sampled_from([0, 0, 0, 20, 20, 20, 30, 5]), min_size=50, max_size=400))
+def test_timers_change_when_a_record_is_written_never_what_it_says(counts: list[int]) -> None:
+    windows = route_windows([Slide(c) for c in counts] + [Slide(20)])
+    detector_settings = {"route_warmup_windows": 5, "silence_min_expected": 10}
+    by_timer = run_routes(engine(**detector_settings), windows, fire_timers=True)
+    by_next_window = run_routes(engine(**detector_settings), windows, fire_timers=False)
+    assert sorted(by_timer, key=lambda a: (a.sk, a.phase)) == sorted(by_next_window, key=lambda a: (a.sk, a.phase))

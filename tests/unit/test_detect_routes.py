@@ -1,0 +1,203 @@
+"""Route detectors on synthetic HOP-window series: each kind is found, ordinary traffic stays quiet."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from flink_app.detect.model import ROUTE_KINDS, UNMATCHED_ROUTE, RouteWindow
+from tests.synthetic import (
+    SLIDE_MS,
+    T0,
+    Slide,
+    engine,
+    opened,
+    poisson_slides,
+    route_windows,
+    run_routes,
+    slot_of,
+)
+
+BUSY = 20.0  # requests per 10-second slide: 120 per one-minute window
+WARM = 120  # slides of normal traffic before anything happens (20 minutes)
+
+
+def kinds_opened(anomalies: list) -> set[str]:
+    return {a.kind for a in opened(anomalies)}
+
+
+# --- each kind is found ------------------------------------------------------------------------
+
+
+def test_a_spike_is_found_within_half_a_minute_and_nothing_else() -> None:
+    # given a busy route that gets five times its traffic for three minutes
+    slides = poisson_slides([BUSY] * WARM + [5 * BUSY] * 18 + [BUSY] * 60)
+    # when the detectors see its windows
+    anomalies = run_routes(engine(), route_windows(slides))
+    # then one spike opens within 30 s of the start, and it ends after the traffic is back
+    spikes = opened(anomalies, "spike")
+    assert kinds_opened(anomalies) == {"spike"}
+    assert len(spikes) == 1 and WARM < slot_of(spikes[0].window_end) <= WARM + 3
+    assert [a.phase for a in anomalies if a.kind == "spike"][-1] == "end"
+
+
+def test_a_drop_is_found_and_is_not_mistaken_for_silence() -> None:
+    # given a busy route whose traffic falls to a tenth for five minutes
+    slides = poisson_slides([BUSY] * WARM + [BUSY / 10] * 30 + [BUSY] * 60)
+    anomalies = run_routes(engine(), route_windows(slides))
+    drops = opened(anomalies, "drop")
+    assert kinds_opened(anomalies) == {"drop"}
+    assert len(drops) == 1 and WARM < slot_of(drops[0].window_end) <= WARM + 6
+    assert drops[0].observed < 0.4 * drops[0].expected
+
+
+@pytest.mark.parametrize("fire_timers", [True, False], ids=["timer", "next-window"])
+def test_a_silence_is_dated_at_its_deadline_whether_a_timer_or_the_next_window_finds_it(fire_timers: bool) -> None:
+    # given a busy route that stops for five minutes and comes back
+    slides = [Slide(int(BUSY))] * WARM + [Slide(0)] * 30 + [Slide(int(BUSY))] * 60
+    # when the deadline is reached by a timer, or only discovered when the route's next window arrives
+    anomalies = run_routes(engine(), route_windows(slides), fire_timers=fire_timers)
+    # then the silence opens at the same deadline: the slot after the last window with a request
+    silences = [a for a in anomalies if a.kind == "silence"]
+    assert [a.phase for a in silences] == ["open", "end"]
+    last_window_slot = WARM + 5  # the window covering the last slide with traffic
+    assert slot_of(silences[0].window_end) == last_window_slot + 1
+    assert silences[0].observed == 0 and silences[0].expected == pytest.approx(6 * BUSY, rel=0.05)
+    # and it ends a cool-down after the first window back; the ramp back up is no drop
+    back = WARM + 30 + 1
+    assert slot_of(silences[1].window_end) == back + 120_000 / SLIDE_MS
+    assert not [a for a in opened(anomalies, "drop") if slot_of(a.window_end) > last_window_slot]
+
+
+def test_silence_records_are_the_same_by_timer_and_by_next_window() -> None:
+    slides = [Slide(int(BUSY))] * WARM + [Slide(0)] * 30 + [Slide(int(BUSY))] * 60
+    windows = route_windows(slides)
+    assert run_routes(engine(), windows, fire_timers=True) == run_routes(engine(), windows, fire_timers=False)
+
+
+def test_an_error_surge_is_found_on_the_5xx_rate() -> None:
+    # given a route with 0.2 % 5xx that fails 30 % of its requests for two minutes
+    base = poisson_slides([BUSY] * WARM, errors=0.002)
+    surge = poisson_slides([BUSY] * 12, seed=2, errors=0.3)
+    after = poisson_slides([BUSY] * 60, seed=3, errors=0.002)
+    anomalies = run_routes(engine(), route_windows(base + surge + after))
+    surges = opened(anomalies, "error_surge")
+    assert kinds_opened(anomalies) == {"error_surge"}
+    assert len(surges) == 1 and WARM < slot_of(surges[0].window_end) <= WARM + 3
+    assert surges[0].observed > 0.05 > surges[0].expected
+
+
+def test_a_latency_surge_is_found_on_the_typical_latency() -> None:
+    # given a route at 50 ms that slows down to 200 ms for two minutes
+    base = poisson_slides([BUSY] * WARM, latency_ms=50, latency_sigma=0.1)
+    slow = poisson_slides([BUSY] * 12, seed=2, latency_ms=200, latency_sigma=0.1)
+    after = poisson_slides([BUSY] * 60, seed=3, latency_ms=50, latency_sigma=0.1)
+    anomalies = run_routes(engine(), route_windows(base + slow + after))
+    surges = opened(anomalies, "latency_surge")
+    assert kinds_opened(anomalies) == {"latency_surge"}
+    assert len(surges) == 1 and WARM < slot_of(surges[0].window_end) <= WARM + 4
+    assert surges[0].expected == pytest.approx(50, rel=0.1)
+
+
+def test_one_slow_request_in_a_window_is_not_a_latency_surge() -> None:
+    # given a fast route where one request in a few minutes takes five seconds
+    slides = [Slide(int(BUSY), latency_ms=20)] * (WARM + 60)
+    windows = route_windows(slides)
+    outlier_at = {WARM + 10, WARM + 40}
+
+    def with_outlier(w: RouteWindow) -> RouteWindow:
+        return dataclasses.replace(
+            w, latency_max=5000.0, latency_mean=(w.latency_mean * (w.count - 1) + 5000) / w.count,
+            latency_log_mean=(w.latency_log_mean * (w.count - 1) + math.log(5000)) / w.count)
+
+    windows = [with_outlier(w) if any(0 <= slot_of(w.window_end) - s < 6 for s in outlier_at) else w for w in windows]
+    assert run_routes(engine(), windows) == []
+
+
+# --- ordinary traffic stays quiet ----------------------------------------------------------------
+
+
+def test_steady_traffic_stays_quiet_for_hours() -> None:
+    slides = poisson_slides([BUSY] * 1080, errors=0.003, latency_sigma=0.1)
+    assert run_routes(engine(), route_windows(slides)) == []
+
+
+def test_noisy_traffic_stays_quiet() -> None:
+    # given traffic whose rate wanders by +-25 % over minutes (log AR(1) noise)
+    rng = np.random.default_rng(7)
+    drift = [0.0]
+    for _ in range(1079):
+        drift.append(0.97 * drift[-1] + rng.normal(0, 0.25 * math.sqrt(1 - 0.97**2)))
+    slides = poisson_slides([BUSY * math.exp(d) for d in drift], seed=8, errors=0.003, latency_sigma=0.15)
+    assert run_routes(engine(), route_windows(slides)) == []
+
+
+def test_slowly_trending_traffic_stays_quiet() -> None:
+    # given traffic that quadruples over three hours, then halves again over three more
+    rates = list(np.linspace(BUSY / 2, 2 * BUSY, 1080)) + list(np.linspace(2 * BUSY, BUSY, 1080))
+    slides = poisson_slides(rates, errors=0.003, latency_sigma=0.1)
+    assert run_routes(engine(), route_windows(slides)) == []
+
+
+def test_a_daily_rhythm_stays_quiet_through_the_night_trough() -> None:
+    # given a day (compressed to 12 h) from a night trough at 30 % to an afternoon peak and back
+    phase = np.arange(4320) / 4320
+    rates = BUSY * (0.3 + 0.7 * 0.5 * (1 - np.cos(2 * np.pi * phase)))
+    slides = poisson_slides(rates, errors=0.003, latency_sigma=0.1)
+    assert run_routes(engine(), route_windows(slides)) == []
+
+
+def test_a_quiet_route_never_reports_a_drop_or_a_silence() -> None:
+    # given a sparse route (two requests a minute on average): windows come and go
+    slides = poisson_slides([1 / 3] * 2160, errors=0.01)
+    windows = route_windows(slides)
+    assert any(b.window_end - a.window_end > SLIDE_MS for a, b in itertools.pairwise(windows))
+    anomalies = run_routes(engine(), windows)
+    assert not {"drop", "silence"} & {a.kind for a in anomalies}
+
+
+def test_the_unmatched_route_is_left_to_the_client_detectors() -> None:
+    slides = poisson_slides([BUSY] * WARM + [8 * BUSY] * 12 + [BUSY] * 30)
+    assert run_routes(engine(), route_windows(slides, route=UNMATCHED_ROUTE)) == []
+    found = run_routes(engine(route_detect_unmatched=True), route_windows(slides, route=UNMATCHED_ROUTE))
+    assert kinds_opened(found) == {"spike"}
+
+
+# --- baselines --------------------------------------------------------------------------------------
+
+
+def test_a_flagged_window_does_not_shift_the_baseline() -> None:
+    # given a route warmed up on steady traffic
+    detector = engine()
+    state = None
+    for window in route_windows(poisson_slides([BUSY] * WARM)):
+        state, _ = detector.on_route_window(state, window)
+    assert state is not None
+    before = (state.count.mean, state.count.abs_dev, state.errors.rate, state.latency.mean)
+    # when a window ten times as busy (and failing) arrives
+    last = route_windows(poisson_slides([BUSY] * WARM))[-1]
+    spike = dataclasses.replace(last, window_start=last.window_start + SLIDE_MS, window_end=last.window_end + SLIDE_MS,
+                                count=10 * last.count, errors_5xx=5 * last.count)
+    state, found = detector.on_route_window(state, spike)
+    # then it is flagged, and no baseline moved
+    assert {a.kind for a in found} == {"spike", "error_surge"}
+    assert (state.count.mean, state.count.abs_dev, state.errors.rate, state.latency.mean) == before
+
+
+def test_a_level_that_lasts_becomes_the_new_normal() -> None:
+    # given a route whose traffic triples for good
+    slides = poisson_slides([BUSY] * WARM + [3 * BUSY] * 720)
+    anomalies = run_routes(engine(), route_windows(slides))
+    # then one spike incident, which ends once the baseline has relearned the level (relearn.s)
+    spikes = [a for a in anomalies if a.kind == "spike"]
+    assert [a.phase for a in spikes if a.phase != "escalate"] == ["open", "end"]
+    assert slot_of(spikes[-1].window_end) - WARM < 720
+
+
+def test_route_kinds_are_the_design_kinds() -> None:
+    assert set(ROUTE_KINDS) == {"spike", "drop", "silence", "error_surge", "latency_surge"}
+    assert T0 % SLIDE_MS == 0
