@@ -82,7 +82,7 @@ class Invocation:
     extension_next_at: dict[str, float] = field(default_factory=dict)
     extensions_expected: tuple[str, ...] = ()
     completed_at: float | None = None
-    outcome: str | None = None  # "response", "error", "timeout", "crash"
+    outcome: str | None = None  # "response", "error", "timeout", "crash", "aborted"
     answered: threading.Event = field(default_factory=threading.Event, repr=False)
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -143,7 +143,7 @@ class LocalLambdaRuntime:
 
     def __init__(
         self,
-        handler: str,
+        handler: str | None,
         env: Mapping[str, str] | None = None,
         *,
         function_name: str = "pulse-api",
@@ -158,7 +158,11 @@ class LocalLambdaRuntime:
         on_response: Callable[[Invocation], None] | None = None,
         on_extension_next: Callable[[Invocation, str], None] | None = None,
     ) -> None:
-        """``extensions_api=False``: the Extensions API answers 404; ``registration_status``: refuse with it."""
+        """``handler=None`` serves the APIs only: the caller plays the runtime (and its extensions) over HTTP.
+
+        ``extensions_api=False``: the Extensions API answers 404; ``registration_status``: registrations
+        are refused with that status.
+        """
         self.handler = handler
         self.function_name = function_name
         self.timeout_s = timeout_s
@@ -210,6 +214,18 @@ class LocalLambdaRuntime:
         return f"127.0.0.1:{self._server.server_port}"
 
     @property
+    def registration_open(self) -> bool:
+        """Extensions may still register (the runtime has not asked for its first invocation)."""
+        with self._cond:
+            return self._registration_open
+
+    @property
+    def runtime_waiting(self) -> bool:
+        """The runtime has asked for its next invocation and not received it yet."""
+        with self._cond:
+            return self._runtime_waiting
+
+    @property
     def pid(self) -> int:
         if self._process is None:
             raise LambdaRuntimeError("not started")
@@ -224,7 +240,7 @@ class LocalLambdaRuntime:
             "AWS_LAMBDA_RUNTIME_API": self.address,
             "LAMBDA_TASK_ROOT": str(self.task_root),
             "LAMBDA_RUNTIME_DIR": str(self.task_root),
-            "_HANDLER": self.handler,
+            "_HANDLER": self.handler or "",
             "AWS_EXECUTION_ENV": self.execution_env,
             "AWS_LAMBDA_FUNCTION_NAME": self.function_name,
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
@@ -241,10 +257,15 @@ class LocalLambdaRuntime:
     def start(self, timeout_s: float = 60.0) -> None:
         """Serve the APIs, start the runtime process, and wait until its init is complete."""
         self._server = _Server(("127.0.0.1", 0), _ApiHandler, self)
-        threading.Thread(target=self._server.serve_forever, name="lambda-runtime-api", daemon=True).start()
-        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - owned until close()
+        threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="lambda-runtime-api", daemon=True
+        ).start()
         with self._cond:
             self._state = "init"
+        threading.Thread(target=self._watchdog, name="lambda-runtime-watchdog", daemon=True).start()
+        if self.handler is None:
+            return
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - owned until close()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "awslambdaric", self.handler],
             cwd=self.task_root,
@@ -254,22 +275,16 @@ class LocalLambdaRuntime:
             stderr=subprocess.STDOUT,
         )
         threading.Thread(target=self._reap, name="lambda-runtime-reaper", daemon=True).start()
-        threading.Thread(target=self._watchdog, name="lambda-runtime-watchdog", daemon=True).start()
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            while not (self._runtime_asked and self._init_complete()):
-                if self._state == "dead" or self.init_error is not None:
-                    break
+            while self._state == "init" and self.init_error is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            ready = self._runtime_asked and self._init_complete() and self._state == "init"
-            if ready:
-                self._state = "running"
-                self._cond.notify_all()
+            ready = self._state == "running"
         if not ready:
-            problem = self.init_error or "the runtime did not finish its init"
+            problem = self.init_error or f"the runtime did not finish its init ({self._state})"
             self.close()
             raise LambdaRuntimeError(f"{problem}; log:\n{self.log_text()[-3000:]}")
 
@@ -279,6 +294,11 @@ class LocalLambdaRuntime:
             self.shutdown()
         with self._cond:
             self._state = "dead"
+            for invocation in self.invocations:  # nobody waits for an environment that is gone
+                if invocation.outcome is None:
+                    invocation.outcome = "aborted"
+                invocation.answered.set()
+                invocation.done.set()
             self._cond.notify_all()
         if self._server is not None:
             self._server.shutdown()
@@ -302,7 +322,7 @@ class LocalLambdaRuntime:
         body = event if isinstance(event, bytes) else json.dumps(event).encode("utf-8")
         invocation = Invocation(request_id=str(uuid.uuid4()), event=body, queued_at=time.monotonic())
         with self._cond:
-            if self._state != "running":
+            if self._state not in ("init", "running"):  # during init it waits, as the first invocation does
                 raise LambdaRuntimeError(f"the environment is {self._state}")
             self._queue.append(invocation)
             self.invocations.append(invocation)
@@ -357,6 +377,12 @@ class LocalLambdaRuntime:
     def _init_complete(self) -> bool:
         return all(extension.ready for extension in self.extensions)
 
+    def _maybe_running(self) -> None:
+        """Init ends when the runtime and every registered extension have asked for their next event."""
+        if self._state == "init" and self._runtime_asked and self._init_complete():
+            self._state = "running"
+            self._cond.notify_all()
+
     def _thaw(self) -> None:
         if self._frozen and self._process is not None and self._process.poll() is None:
             os.kill(self._process.pid, signal.SIGCONT)
@@ -392,11 +418,12 @@ class LocalLambdaRuntime:
             if not self._runtime_asked:
                 self._runtime_asked = True
                 self._registration_open = False
-                self._cond.notify_all()
+                self._maybe_running()
             self._runtime_waiting = True
             self._maybe_freeze()
-            while not (self._state == "running" and self._current is None and self._queue and self._init_complete()):
-                if self._state in ("dead", "shutting_down"):
+            while not (self._state == "running" and self._current is None and self._queue):
+                if self._state == "dead" or (self._state == "shutting_down" and self._process is None):
+                    # shutting down, Lambda leaves a pending next unanswered: the process ends by signal
                     self._runtime_waiting = False
                     return None
                 self._cond.wait()
@@ -492,6 +519,7 @@ class LocalLambdaRuntime:
         with self._cond:
             extension.next_calls.append(at)
             extension.ready = True
+            self._maybe_running()
             if extension.awaiting is not None and invocation is not None:
                 invocation.extension_next_at[extension.name] = at
                 extension.awaiting = None
@@ -500,7 +528,7 @@ class LocalLambdaRuntime:
             self._cond.notify_all()
             self._maybe_freeze()
             while not extension.queue:
-                if self._state == "dead":
+                if self._state == "dead" or (self._state == "shutting_down" and self._process is None):
                     extension.waiting = False
                     return 500, _error("Runtime.ExitError", "the environment is gone")
                 self._cond.wait()
