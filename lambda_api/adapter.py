@@ -44,6 +44,7 @@ def build_handler(app: FastAPI | None = None) -> LambdaHandler:
         def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             cancel_response_watch()  # the previous invocation's, if its post went unseen
             request_id = str(getattr(context, "aws_request_id", ""))
+            after_response.handler_started(request_id)
             try:
                 return adapter(event, context)
             finally:

@@ -29,17 +29,16 @@ from lambda_api.publishers.kinesis import to_record
 
 logger = logging.getLogger("pulse.publisher")
 
-# After the handler returned, how long the extension waits to see the response posted before it
-# delivers anyway (the runtime client posts in well under a millisecond; this only bounds a runtime
-# whose post cannot be observed).
+# How long the extension waits for the response post once the handler has returned, and for the
+# handler to be called once the invocation has begun, before it delivers anyway: the runtime client
+# posts in well under a millisecond and calls the handler at once, so this only bounds a runtime
+# whose post cannot be observed, or an invocation answered without the handler (an event the
+# runtime client cannot decode).
 POST_WAIT_S = 1.0
 # Longest an invocation can last on Lambda (15 minutes): the wait when INVOKE carries no deadline.
 MAX_INVOCATION_S = 900.0
 # Time kept back at shutdown for writing fallback lines of what could not be confirmed.
 SHUTDOWN_RESERVE_S = 0.05
-
-_FINISHED = "finished"
-_POSTED = "posted"
 
 
 class AfterResponsePublisher:
@@ -62,13 +61,17 @@ class AfterResponsePublisher:
         self.budget_s = budget_s
         self.post_wait_s = post_wait_s
         self._pending: deque[RequestEvent] = deque()
-        self._signals: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        # The handler's progress: noted without waking the extension (a thread switch while the
+        # runtime client posts the response would cost the client); only the post itself wakes it.
+        self._started: str | None = None
+        self._finished: tuple[str, float] | None = None
+        self._posted: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._drain_lock = threading.Lock()
         self._in_flight: list[KinesisRecord] = []
         self._abandoned = False  # shutdown wrote the in-flight records to the fallback log already
         self._deferred = False
         self._closed = False
-        self._warned_post_unseen = False
+        self._warned = False
 
     # The handler's side (the runtime's main thread). Only lock-free operations: SIGTERM may
     # interrupt any of them, and the shutdown flush must not wait for a lock held here.
@@ -83,15 +86,18 @@ class AfterResponsePublisher:
             if undelivered:
                 self.fallback.write(self.delivery.stream_name, undelivered)
 
+    def handler_started(self, request_id: str) -> None:
+        """The handler of ``request_id`` was called."""
+        self._started = request_id
+
     def handler_finished(self, request_id: str) -> None:
         """The handler of ``request_id`` returned; its response is about to be posted."""
-        if self._deferred:
-            self._signals.put((_FINISHED, request_id))
+        self._finished = (request_id, time.monotonic())
 
     def response_posted(self, request_id: str) -> None:
-        """The runtime client posted the response of ``request_id``."""
+        """The runtime client posted the response of ``request_id``: the extension may deliver."""
         if self._deferred:
-            self._signals.put((_POSTED, request_id))
+            self._posted.put(request_id)
 
     @property
     def pending(self) -> int:
@@ -132,31 +138,35 @@ class AfterResponsePublisher:
         self.deliver_pending()
 
     def _await_post(self, request_id: str, deadline_ms: int | None) -> None:
-        now = time.monotonic()
+        began = time.monotonic()
         remaining_s = MAX_INVOCATION_S if deadline_ms is None else deadline_ms / 1000.0 - time.time()
-        deadline = now + max(0.0, min(remaining_s, MAX_INVOCATION_S))
-        finished_by: float | None = None
+        deadline = began + max(0.0, min(remaining_s, MAX_INVOCATION_S))
         while True:
-            limit = deadline if finished_by is None else min(deadline, finished_by)
-            wait_s = limit - time.monotonic()
-            if wait_s <= 0:
-                break
-            try:
-                kind, rid = self._signals.get(timeout=wait_s)
-            except queue.Empty:
-                continue
-            if rid != request_id:
-                continue  # left over from an earlier invocation
-            if kind == _POSTED:
+            now = time.monotonic()
+            if now >= deadline:
                 return
-            finished_by = time.monotonic() + self.post_wait_s
-        if finished_by is not None and not self._warned_post_unseen:
-            self._warned_post_unseen = True
-            logger.warning(
-                "pulse: the runtime's response post was not observed; events are delivered %.1f s after the "
-                "handler returns instead",
-                self.post_wait_s,
-            )
+            try:
+                if self._posted.get(timeout=min(deadline - now, self.post_wait_s)) == request_id:
+                    return
+                continue  # left over from an earlier invocation
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            finished = self._finished
+            if finished is not None and finished[0] == request_id and now - finished[1] >= self.post_wait_s:
+                self._warn_once(
+                    "the runtime's response post was not observed; events are delivered %.1f s after the handler "
+                    "returns instead"
+                )
+                return
+            if self._started != request_id and now - began >= self.post_wait_s:
+                self._warn_once("an invocation did not reach the handler within %.1f s; its extension moved on")
+                return
+
+    def _warn_once(self, message: str) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning("pulse: " + message, self.post_wait_s)
 
     def deliver_pending(self) -> None:
         """Deliver everything queued (batches within Kinesis limits, one budget), fallback-log the rest."""
@@ -193,13 +203,15 @@ class AfterResponsePublisher:
         worker.daemon = True
         worker.start()
         worker.join(max(0.0, hard_deadline - time.monotonic()))
-        if not worker.is_alive():
-            return
+        # Whatever is still queued or in a call now is unconfirmed; a delivery that ends later leaves
+        # the fallback log to this (so an event is logged once, and may also reach the stream).
         self._abandoned = True
         unconfirmed: dict[str, KinesisRecord] = {}
         for record in [*self._in_flight, *(to_record(event) for event in list(self._pending))]:
             unconfirmed.setdefault(record.partition_key, record)
         self._pending.clear()
+        if not unconfirmed:
+            return
         self.fallback.write(
             self.delivery.stream_name,
             [Undelivered(record, "shutdown: delivery unconfirmed", 0) for record in unconfirmed.values()],

@@ -80,6 +80,7 @@ def test_an_invocations_events_wait_until_its_response_is_posted(fallback_path: 
     kinesis = RecordingKinesis()
     publisher = deferred_publisher(kinesis, fallback_path)
     event = make_event()
+    publisher.handler_started("r1")
     publisher.publish(event)
     extension = serve(publisher, "r1")
     publisher.handler_finished("r1")
@@ -101,6 +102,7 @@ def test_a_post_that_cannot_be_seen_delays_delivery_by_the_post_wait_and_is_logg
     publisher = deferred_publisher(kinesis, fallback_path, post_wait_s=0.05)
     with caplog.at_level(logging.WARNING, logger="pulse.publisher"):
         for n, request_id in enumerate(("r1", "r2")):
+            publisher.handler_started(request_id)
             publisher.publish(make_event(n))
             extension = serve(publisher, request_id)
             publisher.handler_finished(request_id)
@@ -110,6 +112,18 @@ def test_a_post_that_cannot_be_seen_delays_delivery_by_the_post_wait_and_is_logg
     # and the operator is told once
     assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
     assert "post was not observed" in caplog.records[0].message and len(caplog.records) == 1
+
+
+def test_an_invocation_that_never_reaches_the_handler_does_not_hold_the_extension(
+    fallback_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given an invocation the runtime answers without calling the handler (say, an event it cannot decode)
+    publisher = deferred_publisher(RecordingKinesis(), fallback_path, post_wait_s=0.05)
+    with caplog.at_level(logging.WARNING, logger="pulse.publisher"):
+        extension = serve(publisher, "r1")
+        # then the extension moves on (asks for its next event) instead of waiting for the deadline
+        extension.join(timeout=5)
+    assert not extension.is_alive() and "did not reach the handler" in caplog.text
 
 
 def test_shutdown_delivers_the_events_still_queued(
