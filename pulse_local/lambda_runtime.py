@@ -16,7 +16,8 @@ server speaks the two APIs as documented and enforces their rules:
 - init is complete, and the first invocation handed out, only when the runtime and every
   registered extension have asked for their next event;
 - an invocation is handed to the runtime together with an ``INVOKE`` event to every extension
-  registered for it, and is complete only when the runtime has posted its response (or error)
+  registered for it (written right after the runtime's answer, so that this server's own work is
+  not counted in the runtime's time), and is complete only when the runtime has posted its response (or error)
   AND each of those extensions has asked for its next event; the next invocation waits for that;
 - when the runtime and every extension wait and nothing is queued, the process is frozen
   (SIGSTOP) until the next invocation (SIGCONT), as Lambda freezes an idle environment;
@@ -439,10 +440,20 @@ class LocalLambdaRuntime:
                 if "INVOKE" in extension.events:
                     expected.append(extension.name)
                     extension.awaiting = invocation.request_id
-                    extension.queue.append(self._invoke_event(invocation))
             invocation.extensions_expected = tuple(expected)
-            self._cond.notify_all()
             return invocation
+
+    def _send_invoke_events(self, invocation: Invocation) -> None:
+        """INVOKE to every extension registered for it, once the runtime's answer is written.
+
+        Lambda sends both together; writing the runtime's first keeps this server's own work (one
+        process serving every connection) out of the time measured from the hand-out.
+        """
+        with self._cond:
+            for extension in self.extensions:
+                if extension.awaiting == invocation.request_id:
+                    extension.queue.append(self._invoke_event(invocation))
+            self._cond.notify_all()
 
     def _invoke_event(self, invocation: Invocation) -> dict[str, Any]:
         return {
@@ -644,6 +655,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
                     "Lambda-Runtime-Trace-Id": _trace_id(invocation.request_id),
                 },
             )
+            runtime._send_invoke_events(invocation)
         elif self.path == f"{EXTENSIONS_API}/event/next" and runtime.extensions_api:
             status, event = runtime._extension_next(self.headers.get("Lambda-Extension-Identifier"))
             headers = {"Lambda-Extension-Event-Identifier": str(uuid.uuid4())} if status == 200 else {}
