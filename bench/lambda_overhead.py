@@ -9,13 +9,20 @@ Extensions APIs, freezing the process between invocations), against one embedded
 - after_response: the default (the internal extension puts the events after the response).
 
 Invocations go to one environment at a time, in blocks that rotate between them, which cancels
-most drift of a shared machine. Per invocation the local runtime records the client-visible time
-(invocation handed to the runtime -> response posted: what API Gateway waits for) and the billed
-time (-> the runtime and every extension done). At the end every stream is read back: each
-monitored invocation must be exactly one event, with nothing in the fallback log.
+most drift of a shared machine, each environment paced like steady traffic: one request every
+``--interval-ms`` (10 ms), or right after the previous one when that took longer. The pacing
+matters: a process that did anything at all for a few milliseconds since its last request
+(delivering events, or merely waiting) runs the next one with cold caches, up to twice as slowly
+as back to back; unpaced, the unmonitored environment alone would run hot. With two or more CPUs
+the runtimes are pinned to one CPU, moto and this process (the local runtime's server) to another.
 
-    .venv/bin/python bench/lambda_overhead.py                      # 3 x 2,000 invocations
-    .venv/bin/python bench/lambda_overhead.py --invocations 5000
+Per invocation the local runtime records the client-visible time (invocation handed to the
+runtime -> response posted: what API Gateway waits for) and the billed time (-> the runtime and
+every extension done). At the end every stream is read back: each monitored invocation must be
+exactly one event, with nothing in the fallback log.
+
+    .venv/bin/python bench/lambda_overhead.py                      # 3 x 2,000 invocations, ~1.5 min
+    .venv/bin/python bench/lambda_overhead.py --invocations 5000 --interval-ms 20
 
 The last line is ``name=value`` pairs, among them lambda_after_response_added_p50_ms (client-visible
 p50, after-response minus off; goal <= 1 ms), lambda_in_request_added_p50_ms, the p99s, the billed
@@ -67,6 +74,11 @@ def stream_keys(emulator: Emulator, stream: str) -> list[str]:
     return keys
 
 
+def pin(pid: int | None, cpus: set[int]) -> None:
+    if pid and hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2:
+        os.sched_setaffinity(pid, cpus)
+
+
 def environments(emulator: Emulator, workdir: Path) -> dict[str, tuple[LocalLambdaRuntime, str | None, Path]]:
     """One local Lambda environment per mode: (runtime, stream or None, fallback log)."""
     made: dict[str, tuple[LocalLambdaRuntime, str | None, Path]] = {}
@@ -83,27 +95,38 @@ def environments(emulator: Emulator, workdir: Path) -> dict[str, tuple[LocalLamb
             env.update({"PULSE_STREAM_NAME": stream, "PULSE_LAMBDA_DELIVERY": mode})
         runtime = LocalLambdaRuntime(HANDLER, env, log_path=workdir / f"lambda-{mode}.log")
         runtime.start()
+        pin(runtime.pid, {0})
         made[mode] = (runtime, stream, fallback)
     return made
 
 
-def run(emulator: Emulator, invocations: int, warmup: int, block: int, workdir: Path) -> dict[str, Any]:
+def run(
+    emulator: Emulator, invocations: int, warmup: int, block: int, interval_s: float, workdir: Path
+) -> dict[str, Any]:
     events = []
     for path in PATHS:
         raw_path, _, query = path.partition("?")
         events.append(http_api_event("GET", raw_path, query=query, user_agent="pulse-bench/1"))
     envs = environments(emulator, workdir)
     measured: dict[str, list[Invocation]] = {mode: [] for mode in MODES}
+
+    def paced(runtime: LocalLambdaRuntime, n: int) -> Invocation:
+        invocation = runtime.invoke(events[n % len(events)], wait="complete")
+        pause = invocation.queued_at + interval_s - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        return invocation
+
     try:
         for runtime, _, _ in envs.values():
             for n in range(warmup):
-                runtime.invoke(events[n % len(events)], wait="complete")
+                paced(runtime, n)
         order = list(MODES)
         for start in range(0, invocations, block):
             for mode in order:
                 runtime = envs[mode][0]
                 for n in range(start, min(start + block, invocations)):
-                    invocation = runtime.invoke(events[n % len(events)], wait="complete")
+                    invocation = paced(runtime, n)
                     status = invocation.payload()["statusCode"]
                     if status not in (200, 404):
                         raise RuntimeError(f"{mode}: unexpected status {status}")
@@ -143,15 +166,28 @@ def run(emulator: Emulator, invocations: int, warmup: int, block: int, workdir: 
     return figures
 
 
-def measure(invocations: int = 2000, warmup: int = 100, block: int = 50, workdir: Path | None = None) -> dict[str, Any]:
+def measure(
+    invocations: int = 2000,
+    warmup: int = 100,
+    block: int = 50,
+    interval_ms: float = 10.0,
+    workdir: Path | None = None,
+) -> dict[str, Any]:
     """The figures, with an embedded moto of their own (``bench/api_overhead.py`` calls this too)."""
     workdir = workdir or ROOT / "bench" / "out"
     workdir.mkdir(parents=True, exist_ok=True)
     emulator = start_moto(log_path=workdir / "moto-lambda.log")
+    pin(emulator.process.pid if emulator.process else None, {1})
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    pin(os.getpid(), {1})
     try:
-        return run(emulator, invocations, warmup, block, workdir)
+        figures = run(emulator, invocations, warmup, block, interval_ms / 1000.0, workdir)
     finally:
         emulator.stop()
+        if affinity is not None:
+            os.sched_setaffinity(0, affinity)
+    figures["lambda_interval_ms"] = interval_ms
+    return figures
 
 
 def main() -> None:
@@ -159,10 +195,11 @@ def main() -> None:
     parser.add_argument("--invocations", type=int, default=2000, help="measured invocations per mode (>= 2,000)")
     parser.add_argument("--warmup", type=int, default=100, help="unmeasured invocations per mode first")
     parser.add_argument("--block", type=int, default=50, help="invocations per mode before rotating")
+    parser.add_argument("--interval-ms", type=float, default=10.0, help="one request per environment this often")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     began = time.monotonic()
-    figures = measure(args.invocations, args.warmup, args.block)
+    figures = measure(args.invocations, args.warmup, args.block, args.interval_ms)
     figures["lambda_bench_s"] = round(time.monotonic() - began, 1)
     # Other work on the machine skews every figure; say how busy it was.
     figures["load_avg_1m"] = round(max(load_before, os.getloadavg()[0]), 2)
