@@ -73,8 +73,9 @@ class AfterResponsePublisher:
         self._closed = False
         self._warned = False
 
-    # The handler's side (the runtime's main thread). Only lock-free operations: SIGTERM may
-    # interrupt any of them, and the shutdown flush must not wait for a lock held here.
+    # The handler's side (the runtime's main thread). While events are deferred, only lock-free
+    # operations: SIGTERM may interrupt any of them, and the shutdown flush must not wait for a
+    # lock held here.
 
     def publish(self, event: RequestEvent) -> None:
         if self._closed:
@@ -175,11 +176,12 @@ class AfterResponsePublisher:
 
     def _deliver_locked(self, deadline: float) -> None:
         while self._pending:
-            batch = list(islice(self._pending, MAX_BATCH_RECORDS))
+            batch = list(islice(self._pending, MAX_BATCH_RECORDS))  # one C call: atomic under the GIL
             records = [to_record(event) for event in batch]
             self._in_flight = records  # before leaving the queue: shutdown always sees them somewhere
             for _ in batch:
-                self._pending.popleft()
+                if self._pending:  # shutdown may have taken them over (and cleared the queue) meanwhile
+                    self._pending.popleft()
             undelivered = self.delivery.deliver(records, max(0.0, deadline - time.monotonic()))
             if undelivered and not self._abandoned:
                 self.fallback.write(self.delivery.stream_name, undelivered)
