@@ -379,6 +379,10 @@ def main() -> None:
         figures.update(lambda_bench(emulator, args.lambda_invocations, workdir))
     finally:
         emulator.stop()
+    # The handler under its real runtime client, per Lambda delivery mode: bench/lambda_overhead.py.
+    from lambda_overhead import measure as lambda_runtime_figures
+
+    figures.update(lambda_runtime_figures(invocations=max(2000, args.lambda_invocations), workdir=workdir))
     # Other work on the machine skews every figure; say how busy it was.
     figures["load_avg_1m"] = round(max(load_before, os.getloadavg()[0]), 2)
     print(" ".join(f"{name}={value}" for name, value in figures.items()))

@@ -42,10 +42,15 @@ class PulseSettings(BaseSettings):
     publisher_mode: Literal["auto", "request", "buffered"] = Field(
         "auto", description="kinesis only: per-request (Lambda) or buffered (servers); auto picks by environment"
     )
+    lambda_delivery: Literal["after_response", "in_request"] = Field(
+        "after_response",
+        description="on Lambda (per-request mode): deliver after the response is posted (internal extension) "
+        "or before the handler returns",
+    )
     connect_timeout_s: float = Field(0.2, gt=0, le=10, description="Kinesis client connect timeout")
     read_timeout_s: float = Field(0.5, gt=0, le=30, description="Kinesis client read timeout")
     request_budget_s: float = Field(
-        0.3, gt=0, le=10, description="per-request mode: time for delivery and its retries before falling back"
+        0.3, gt=0, le=10, description="per-request mode (either Lambda delivery): time for one invocation's delivery"
     )
     flush_budget_s: float = Field(5.0, gt=0, le=60, description="buffered mode: time for one batch and its retries")
     backoff_base_s: float = Field(0.02, gt=0, le=5, description="first retry delay (exponential, full jitter)")

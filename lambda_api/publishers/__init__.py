@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lambda_api.events import RequestEvent
 from lambda_api.settings import PulseSettings
+
+if TYPE_CHECKING:
+    from lambda_api.publishers.delivery import KinesisDelivery
+    from lambda_api.publishers.fallback import FallbackLog
 
 
 class Publisher(Protocol):
@@ -28,20 +32,10 @@ def build_publisher(settings: PulseSettings) -> Publisher | None:
         from lambda_api.publishers.log import LogPublisher
 
         return LogPublisher(settings.event_log)
-    from lambda_api.publishers.delivery import KinesisDelivery, kinesis_client
-    from lambda_api.publishers.fallback import FallbackLog
     from lambda_api.publishers.kinesis import BufferedKinesisPublisher, RequestKinesisPublisher
 
-    assert settings.stream_name is not None  # validated by PulseSettings
-    mode = settings.resolved_mode()
-    delivery = KinesisDelivery(
-        settings.stream_name,
-        kinesis_client(settings.connect_timeout_s, settings.read_timeout_s),
-        backoff_base_s=settings.backoff_base_s,
-        backoff_max_s=settings.backoff_max_s,
-    )
-    fallback = FallbackLog(settings.fallback_log)
-    if mode == "request":
+    delivery, fallback = kinesis_delivery(settings)
+    if settings.resolved_mode() == "request":
         return RequestKinesisPublisher(delivery, fallback, budget_s=settings.request_budget_s)
     return BufferedKinesisPublisher(
         delivery,
@@ -51,3 +45,19 @@ def build_publisher(settings: PulseSettings) -> Publisher | None:
         flush_interval_s=settings.flush_interval_s,
         flush_records=settings.flush_records,
     )
+
+
+def kinesis_delivery(settings: PulseSettings) -> tuple[KinesisDelivery, FallbackLog]:
+    """The Kinesis delivery (one client with the settings' timeouts) and fallback log a publisher uses."""
+    from lambda_api.publishers.delivery import KinesisDelivery, kinesis_client
+    from lambda_api.publishers.fallback import FallbackLog
+
+    if settings.stream_name is None:
+        raise ValueError("the kinesis publisher needs a stream name")  # PulseSettings validates this
+    delivery = KinesisDelivery(
+        settings.stream_name,
+        kinesis_client(settings.connect_timeout_s, settings.read_timeout_s),
+        backoff_base_s=settings.backoff_base_s,
+        backoff_max_s=settings.backoff_max_s,
+    )
+    return delivery, FallbackLog(settings.fallback_log)
