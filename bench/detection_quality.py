@@ -70,15 +70,18 @@ def describe(evaluation: Evaluation, start_ms: int) -> list[str]:
 
     lines = []
     for label, incident, news_at in evaluation.found:
-        lines.append(f"  found   {label.kind:16} {label.subject:40} start {at(label.start_ms)} "
-                     f"delay {(news_at - label.start_ms) / 1000:5.0f}s  {incident.severity}")
+        lines.append(
+            f"  found   {label.kind:16} {label.subject:40} start {at(label.start_ms)} "
+            f"delay {(news_at - label.start_ms) / 1000:5.0f}s  {incident.severity}"
+        )
     for label in evaluation.missed:
         lines.append(f"  MISSED  {label.kind:16} {label.subject:40} start {at(label.start_ms)} x{label.magnitude}")
     for incident in evaluation.side_effects:
         lines.append(f"  side    {incident.kind:16} {incident.subject:40} at {at(incident.opened_ms)}")
     for incident in evaluation.unexplained:
-        lines.append(f"  FALSE   {incident.kind:16} {incident.subject:40} at {at(incident.opened_ms)} "
-                     f"{incident.severity}")
+        lines.append(
+            f"  FALSE   {incident.kind:16} {incident.subject:40} at {at(incident.opened_ms)} {incident.severity}"
+        )
     return lines
 
 
@@ -86,10 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(FRESH_SEEDS))
     parser.add_argument("--hours", type=float, default=3.0)
-    parser.add_argument("--day-hours", type=float, default=24.0,
-                        help="length of one simulated day; less compresses the daily rhythm (a stress test)")
-    parser.add_argument("--start-hour", type=float, default=None,
-                        help="time of day the traffic starts (default: drawn per seed, so seeds cover the day)")
+    parser.add_argument(
+        "--day-hours",
+        type=float,
+        default=24.0,
+        help="length of one simulated day; less compresses the daily rhythm (a stress test)",
+    )
+    parser.add_argument(
+        "--start-hour",
+        type=float,
+        default=None,
+        help="time of day the traffic starts (default: drawn per seed, so seeds cover the day)",
+    )
     parser.add_argument("--per-kind", type=int, default=2, help="injections of each of the eight kinds per seed")
     parser.add_argument("--peak-rps", type=float, default=25.0)
     parser.add_argument("--config", type=Path, default=None, help="job properties JSON (pulse.detect, pulse.windows)")
@@ -103,8 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     evaluations: list[Evaluation] = []
     total_events, started = 0, time.perf_counter()
     for seed in args.seeds:
-        spec = TrafficSpec(seed=seed, duration_s=duration_s, day_s=args.day_hours * 3600, peak_rps=args.peak_rps,
-                           start_phase=args.start_hour / 24 if args.start_hour is not None else seed_phase(seed))
+        spec = TrafficSpec(
+            seed=seed,
+            duration_s=duration_s,
+            day_s=args.day_hours * 3600,
+            peak_rps=args.peak_rps,
+            start_phase=args.start_hour / 24 if args.start_hour is not None else seed_phase(seed),
+        )
         generator = TrafficGenerator(spec)
         labels = generator.plan(per_kind=args.per_kind)
         events = list(generator.events(labels))
@@ -117,10 +133,13 @@ def main(argv: list[str] | None = None) -> int:
             write_jsonl(events, args.out / f"events-{seed}.jsonl")
             write_jsonl((label.to_label() for label in labels), args.out / f"labels-{seed}.jsonl")
             write_jsonl((a.to_record() for a in anomalies), args.out / f"anomalies-{seed}.jsonl")
-        print(f"seed={seed} events={len(events)} labels={len(labels)} incidents={len(evaluation.incidents)} "
-              f"records={len(anomalies)} recall={evaluation.recall:.3f} precision={evaluation.precision:.3f} "
-              f"precision_strict={evaluation.precision_strict:.3f} median_delay_s={evaluation.median_delay_s:.1f} "
-              f"missed={len(evaluation.missed)} false_alarms={len(evaluation.unexplained)}", flush=True)
+        print(
+            f"seed={seed} events={len(events)} labels={len(labels)} incidents={len(evaluation.incidents)} "
+            f"records={len(anomalies)} recall={evaluation.recall:.3f} precision={evaluation.precision:.3f} "
+            f"precision_strict={evaluation.precision_strict:.3f} median_delay_s={evaluation.median_delay_s:.1f} "
+            f"missed={len(evaluation.missed)} false_alarms={len(evaluation.unexplained)}",
+            flush=True,
+        )
         if args.verbose or evaluation.missed or evaluation.unexplained:
             print("\n".join(describe(evaluation, spec.start_ms)), flush=True)
 

@@ -73,13 +73,28 @@ def kinesis_read_rate(records: int) -> float | None:
                 batch = []
         if batch:
             kinesis.put_records(StreamARN=arn, Records=batch)
-        config = JobConfig.from_property_groups([{"PropertyGroupId": "pulse.source", "PropertyMap": {
-            "stream.arn": arn, "aws.endpoint": emulator.endpoint, "init.position": "TRIM_HORIZON"}}])
+        config = JobConfig.from_property_groups(
+            [
+                {
+                    "PropertyGroupId": "pulse.source",
+                    "PropertyMap": {
+                        "stream.arn": arn,
+                        "aws.endpoint": emulator.endpoint,
+                        "init.position": "TRIM_HORIZON",
+                    },
+                }
+            ]
+        )
         from pulse_local.emulator import free_port
 
         rest = f"http://127.0.0.1:{free_port()}"
-        pipeline = job.build(config, bounded=False, parallelism=1, detect=False,
-                             flink_conf={"metrics.fetcher.update-interval": "500", "rest.port": rest.rsplit(":", 1)[1]})
+        pipeline = job.build(
+            config,
+            bounded=False,
+            parallelism=1,
+            detect=False,
+            flink_conf={"metrics.fetcher.update-interval": "500", "rest.port": rest.rsplit(":", 1)[1]},
+        )
         client = job.execute_async(pipeline, "pulse-kinesis-read")
         # Count what the source emitted through its numRecordsOut, via the mini-cluster's REST API.
         raise_if = time.perf_counter() + 300
@@ -138,9 +153,12 @@ def main() -> int:
                     startup, _ = timed_run(tiny_config, parallelism, detect)
                     total, anomalies = timed_run(big_config, parallelism, detect)
                     steady_s = max(total - startup, 1e-3)
-                    print(f"mode={mode} parallelism={parallelism} startup_s={startup:.1f} total_s={total:.1f} "
-                          f"steady_s={steady_s:.1f} events_per_s={events / steady_s:.0f}"
-                          + (f" anomalies={anomalies}" if detect else ""), flush=True)
+                    print(
+                        f"mode={mode} parallelism={parallelism} startup_s={startup:.1f} total_s={total:.1f} "
+                        f"steady_s={steady_s:.1f} events_per_s={events / steady_s:.0f}"
+                        + (f" anomalies={anomalies}" if detect else ""),
+                        flush=True,
+                    )
                     key = f"{mode}_p{parallelism}"
                     if steady_s < figures.get(f"{key}_steady_s", float("inf")):
                         figures[f"{key}_startup_s"] = startup
@@ -148,13 +166,18 @@ def main() -> int:
                         figures[f"{key}_steady_s"] = steady_s
                         figures[f"{key}_events_per_s"] = events / steady_s
             figures[f"python_overhead_ratio_p{parallelism}"] = (
-                figures[f"full_p{parallelism}_steady_s"] / figures[f"sql_p{parallelism}_steady_s"])
-            print(f"parallelism={parallelism} python_overhead_ratio="
-                  f"{figures[f'python_overhead_ratio_p{parallelism}']:.2f}", flush=True)
+                figures[f"full_p{parallelism}_steady_s"] / figures[f"sql_p{parallelism}_steady_s"]
+            )
+            print(
+                f"parallelism={parallelism} python_overhead_ratio="
+                f"{figures[f'python_overhead_ratio_p{parallelism}']:.2f}",
+                flush=True,
+            )
 
     kinesis = kinesis_read_rate(args.kinesis_records)
-    print(f"kinesis_source_events_per_s={'n/a (no connector JAR)' if kinesis is None else f'{kinesis:.0f}'}",
-          flush=True)
+    print(
+        f"kinesis_source_events_per_s={'n/a (no connector JAR)' if kinesis is None else f'{kinesis:.0f}'}", flush=True
+    )
     p = args.parallelism[0]
     headline = {
         "events": events,
@@ -163,8 +186,9 @@ def main() -> int:
         "python_overhead_ratio": f"{figures[f'python_overhead_ratio_p{p}']:.2f}",
         "startup_s": f"{figures[f'full_p{p}_startup_s']:.1f}",
         **{f"events_per_s_p{q}": f"{figures[f'full_p{q}_events_per_s']:.0f}" for q in args.parallelism[1:]},
-        **{f"python_overhead_ratio_p{q}": f"{figures[f'python_overhead_ratio_p{q}']:.2f}"
-           for q in args.parallelism[1:]},
+        **{
+            f"python_overhead_ratio_p{q}": f"{figures[f'python_overhead_ratio_p{q}']:.2f}" for q in args.parallelism[1:]
+        },
         "kinesis_source_events_per_s": "n/a" if kinesis is None else f"{kinesis:.0f}",
     }
     print(" ".join(f"{key}={value}" for key, value in headline.items()))

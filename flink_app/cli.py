@@ -40,8 +40,13 @@ def backtest_config(config: JobConfig, input_path: Path, output_path: Path) -> J
     return config.model_copy(update={"source": source, "sink": sink})
 
 
-def run_backtest(config: JobConfig, input_path: Path, output_path: Path, parallelism: int | None = None,
-                 on_anomaly: Callable[[Anomaly], None] | None = None) -> BacktestResult:
+def run_backtest(
+    config: JobConfig,
+    input_path: Path,
+    output_path: Path,
+    parallelism: int | None = None,
+    on_anomaly: Callable[[Anomaly], None] | None = None,
+) -> BacktestResult:
     """Run the detection over a bounded file and write ``output_path`` (one anomaly per line)."""
     from flink_app import job
 
@@ -74,14 +79,20 @@ def print_summary(result: BacktestResult, output_path: Path) -> None:
     print(f"backtest: {len(result.anomalies)} anomalies in {result.elapsed_s:.1f} s -> {output_path}")
 
 
-def run_backtest_with_progress(config: JobConfig, input_path: Path, output_path: Path,
-                               parallelism: int | None = None) -> BacktestResult:
+def run_backtest_with_progress(
+    config: JobConfig, input_path: Path, output_path: Path, parallelism: int | None = None
+) -> BacktestResult:
     """:func:`run_backtest` with a progress display: elapsed time and anomalies found so far."""
     from flink_app.report import BacktestProgress
 
     with BacktestProgress(total=None, unit="", description="backtest") as progress:
-        return run_backtest(config, input_path, output_path, parallelism,
-                            on_anomaly=lambda _: progress.update(anomalies=progress.anomalies + 1))
+        return run_backtest(
+            config,
+            input_path,
+            output_path,
+            parallelism,
+            on_anomaly=lambda _: progress.update(anomalies=progress.anomalies + 1),
+        )
 
 
 def run_streaming(config: JobConfig) -> None:

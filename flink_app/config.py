@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,18 +30,18 @@ class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
-class SourceKind(str, Enum):
+class SourceKind(StrEnum):
     KINESIS = "kinesis"
     FILESYSTEM = "filesystem"
 
 
-class StartPosition(str, Enum):
+class StartPosition(StrEnum):
     LATEST = "LATEST"
     TRIM_HORIZON = "TRIM_HORIZON"
     AT_TIMESTAMP = "AT_TIMESTAMP"
 
 
-class SinkKind(str, Enum):
+class SinkKind(StrEnum):
     DYNAMODB = "dynamodb"
     JSONL = "jsonl"
 
@@ -180,11 +180,16 @@ class JobConfig(BaseModel):
         rendered = []
         for name, group_id in self.GROUPS.items():
             group: BaseModel = getattr(self, name)
-            values = group.model_dump(by_alias=True, exclude_none=True, exclude_defaults=not include_defaults,
-                                      mode="json")
+            values = group.model_dump(
+                by_alias=True, exclude_none=True, exclude_defaults=not include_defaults, mode="json"
+            )
             if values:
-                rendered.append({"PropertyGroupId": group_id,
-                                 "PropertyMap": {key: _as_property(value) for key, value in values.items()}})
+                rendered.append(
+                    {
+                        "PropertyGroupId": group_id,
+                        "PropertyMap": {key: _as_property(value) for key, value in values.items()},
+                    }
+                )
         return rendered
 
 

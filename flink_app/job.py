@@ -63,8 +63,9 @@ class Environment:
     t_env: object  # StreamTableEnvironment
 
 
-def create_environment(config: JobConfig, bounded: bool, parallelism: int | None = None,
-                       flink_conf: dict[str, str] | None = None) -> Environment:
+def create_environment(
+    config: JobConfig, bounded: bool, parallelism: int | None = None, flink_conf: dict[str, str] | None = None
+) -> Environment:
     """Stream environment with the connector JAR (locally), Python settings and UTC session time."""
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
@@ -117,8 +118,13 @@ class Pipeline:
     statements: object  # StreamStatementSet: the sinks
 
 
-def build(config: JobConfig, bounded: bool, parallelism: int | None = None, detect: bool = True,
-          flink_conf: dict[str, str] | None = None) -> Pipeline:
+def build(
+    config: JobConfig,
+    bounded: bool,
+    parallelism: int | None = None,
+    detect: bool = True,
+    flink_conf: dict[str, str] | None = None,
+) -> Pipeline:
     """Source → SQL stages → detection → sinks. ``detect=False`` sends the windows to a discarding
     sink instead (the SQL-only baseline of the benchmark)."""
     from flink_app import sinks, sources, stages
@@ -132,13 +138,18 @@ def build(config: JobConfig, bounded: bool, parallelism: int | None = None, dete
     t_env.execute_sql(sinks.rejected_sink_ddl())  # type: ignore[attr-defined]
     t_env.create_temporary_function("count_rejected", sinks.rejected_counter(config))  # type: ignore[attr-defined]
     t_env.create_temporary_view("rejected_view", staged.rejected)  # type: ignore[attr-defined]
-    statements.add_insert(sinks.REJECTED_SINK, t_env.sql_query(  # type: ignore[attr-defined]
-        "SELECT count_rejected(reason, sample) FROM rejected_view"))
+    statements.add_insert(
+        sinks.REJECTED_SINK,
+        t_env.sql_query(  # type: ignore[attr-defined]
+            "SELECT count_rejected(reason, sample) FROM rejected_view"
+        ),
+    )
 
     if not detect:
         columns = ", ".join(f"`{name}` {sql_type}" for name, sql_type in stages.WINDOW_COLUMNS)
         t_env.execute_sql(  # type: ignore[attr-defined]
-            f"CREATE TEMPORARY TABLE windows_discard ({columns}) WITH ('connector' = 'blackhole')")
+            f"CREATE TEMPORARY TABLE windows_discard ({columns}) WITH ('connector' = 'blackhole')"
+        )
         statements.add_insert("windows_discard", staged.windows)
         return Pipeline(environment, None, statements)
 
@@ -155,11 +166,14 @@ def detection(environment: Environment, windows: object, config: JobConfig, boun
 
     stream = environment.t_env.to_data_stream(windows)  # type: ignore[attr-defined]
     stall_ms = (config.windows.idle_timeout_s + config.windows.watermark_delay_s) * 1000
-    function = DetectionFunction(config.detect, bounded=bounded, stall_ms=stall_ms,
-                                 client_ttl_h=config.job.client_state_ttl_h)
-    return (stream.key_by(subject_key, key_type=Types.STRING())
-            .process(function, output_type=ANOMALY_TYPE_INFO)
-            .name("detect"))
+    function = DetectionFunction(
+        config.detect, bounded=bounded, stall_ms=stall_ms, client_ttl_h=config.job.client_state_ttl_h
+    )
+    return (
+        stream.key_by(subject_key, key_type=Types.STRING())
+        .process(function, output_type=ANOMALY_TYPE_INFO)
+        .name("detect")
+    )
 
 
 def execute(pipeline: Pipeline, name: str = JOB_NAME) -> None:

@@ -69,8 +69,9 @@ ANOMALY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("day", "STRING"),
 )
 _PY_TYPES = {"STRING": Types.STRING(), "BIGINT": Types.LONG(), "DOUBLE": Types.DOUBLE()}
-ANOMALY_TYPE_INFO = Types.ROW_NAMED([name for name, _ in ANOMALY_COLUMNS],
-                                    [_PY_TYPES[sql_type] for _, sql_type in ANOMALY_COLUMNS])
+ANOMALY_TYPE_INFO = Types.ROW_NAMED(
+    [name for name, _ in ANOMALY_COLUMNS], [_PY_TYPES[sql_type] for _, sql_type in ANOMALY_COLUMNS]
+)
 
 _ROUTE_FIELDS = tuple(f.name for f in fields(RouteWindow) if f.name != "route")
 _CLIENT_FIELDS = tuple(f.name for f in fields(ClientWindow) if f.name != "client_ip")
@@ -136,8 +137,9 @@ class SubjectDetection:
         state, found = self.engine.on_silence(state, now_ms)
         return Step(state, list(found), self.engine.silence_deadline(state), 0, 1)
 
-    def advance(self, state: Any, pending: list[RouteWindow | ClientWindow],
-                watermark: int) -> tuple[Step, list[RouteWindow | ClientWindow]]:
+    def advance(
+        self, state: Any, pending: list[RouteWindow | ClientWindow], watermark: int
+    ) -> tuple[Step, list[RouteWindow | ClientWindow]]:
         """The watermark closed ``pending``'s windows up to it (judged in ``window_end`` order), then the
         deadlines it passed. Returns the step and the windows still open."""
         step = Step(state, [], self.engine.silence_deadline(state) if state is not None else None)
@@ -153,8 +155,13 @@ class SubjectDetection:
 
     @staticmethod
     def _then(before: Step, after: Step) -> Step:
-        return Step(after.state, before.anomalies + after.anomalies, after.deadline,
-                    before.windows + after.windows, before.silence_checks + after.silence_checks)
+        return Step(
+            after.state,
+            before.anomalies + after.anomalies,
+            after.deadline,
+            before.windows + after.windows,
+            before.silence_checks + after.silence_checks,
+        )
 
 
 def client_state_ttl(hours: float) -> StateTtlConfig:
@@ -163,10 +170,12 @@ def client_state_ttl(hours: float) -> StateTtlConfig:
     An expired state may still be read until it is cleaned up (the same client, new or not, is
     judged the same way), which keeps the Python worker's state cache on.
     """
-    return (StateTtlConfig.new_builder(Time.milliseconds(int(hours * 3_600_000)))
-            .update_ttl_on_create_and_write()
-            .return_expired_if_not_cleaned_up()
-            .build())
+    return (
+        StateTtlConfig.new_builder(Time.milliseconds(int(hours * 3_600_000)))
+        .update_ttl_on_create_and_write()
+        .return_expired_if_not_cleaned_up()
+        .build()
+    )
 
 
 class DetectionFunction(KeyedProcessFunction):
@@ -256,8 +265,9 @@ class DetectionFunction(KeyedProcessFunction):
                 self.pending.clear()
         yield from self._apply(step, state, ctx, pending)
 
-    def _apply(self, step: Step, state: Any, ctx: KeyedProcessFunction.Context,
-               pending: list[RouteWindow | ClientWindow]) -> Iterable[Row]:
+    def _apply(
+        self, step: Step, state: Any, ctx: KeyedProcessFunction.Context, pending: list[RouteWindow | ClientWindow]
+    ) -> Iterable[Row]:
         if step.windows or step.silence_checks:
             state.update(step.state)
         times = [t for t in (pending[0].window_end - 1 if pending else None, step.deadline) if t is not None]

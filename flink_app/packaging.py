@@ -46,12 +46,29 @@ def pinned(names: Sequence[str], requirements: Path = ROOT / "requirements.txt")
     return [f"{name}=={pins[name.lower()]}" for name in names]
 
 
-def vendor(requirements: Sequence[str], target: Path, platform: str = PLATFORM,
-           python_version: str = PYTHON_VERSION) -> None:
+def vendor(
+    requirements: Sequence[str], target: Path, platform: str = PLATFORM, python_version: str = PYTHON_VERSION
+) -> None:
     """pip-install wheels for the service's platform into ``target`` (no build, no local env)."""
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-               "--no-compile", "--only-binary=:all:", "--platform", platform, "--implementation", "cp",
-               "--python-version", python_version, "--target", str(target), *requirements]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        "--only-binary=:all:",
+        "--platform",
+        platform,
+        "--implementation",
+        "cp",
+        "--python-version",
+        python_version,
+        "--target",
+        str(target),
+        *requirements,
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"packaging: pip could not fetch {' '.join(requirements)} for {platform}:\n{result.stderr}")

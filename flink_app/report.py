@@ -42,11 +42,19 @@ def summarize(anomalies: Iterable[Anomaly]) -> list[SummaryRow]:
     groups: dict[tuple[str, str, str], list[Anomaly]] = {}
     for anomaly in anomalies:
         groups.setdefault((anomaly.kind, anomaly.subject_type, anomaly.subject), []).append(anomaly)
-    rows = [SummaryRow(kind=kind, subject_type=subject_type, subject=subject,
-                       incidents=sum(1 for r in records if r.phase == "open"), records=len(records),
-                       worst=max((r.severity for r in records), key=lambda s: SEVERITY_ORDER.get(s, -1)),
-                       first_seen=min(r.window_end for r in records), last_seen=max(r.window_end for r in records))
-            for (kind, subject_type, subject), records in groups.items()]
+    rows = [
+        SummaryRow(
+            kind=kind,
+            subject_type=subject_type,
+            subject=subject,
+            incidents=sum(1 for r in records if r.phase == "open"),
+            records=len(records),
+            worst=max((r.severity for r in records), key=lambda s: SEVERITY_ORDER.get(s, -1)),
+            first_seen=min(r.window_end for r in records),
+            last_seen=max(r.window_end for r in records),
+        )
+        for (kind, subject_type, subject), records in groups.items()
+    ]
     rank = {kind: i for i, kind in enumerate(KINDS)}
     return sorted(rows, key=lambda r: (rank.get(r.kind, len(rank)), r.first_seen, r.subject))
 
@@ -62,14 +70,21 @@ def summary_table(rows: Sequence[SummaryRow], title: str = "Anomalies") -> Table
     table.add_column("first seen (UTC)")
     table.add_column("last seen (UTC)")
     for row in rows:
-        table.add_row(row.kind, row.subject, str(row.incidents), str(row.records),
-                      f"[{SEVERITY_STYLE.get(row.worst, '')}]{row.worst}[/]",
-                      _when(row.first_seen), _when(row.last_seen))
+        table.add_row(
+            row.kind,
+            row.subject,
+            str(row.incidents),
+            str(row.records),
+            f"[{SEVERITY_STYLE.get(row.worst, '')}]{row.worst}[/]",
+            _when(row.first_seen),
+            _when(row.last_seen),
+        )
     return table
 
 
-def print_summary(anomalies: Iterable[Anomaly], console: Console | None = None,
-                  title: str = "Anomalies") -> list[SummaryRow]:
+def print_summary(
+    anomalies: Iterable[Anomaly], console: Console | None = None, title: str = "Anomalies"
+) -> list[SummaryRow]:
     """Print the summary table (or a line saying nothing was found); return its rows."""
     console = console or Console()
     rows = summarize(anomalies)
@@ -91,11 +106,25 @@ class BacktestProgress:
     it can be driven from a poll of a growing output file as well as from a loop.
     """
 
-    def __init__(self, total: int | None, unit: str = "events", description: str = "backtest",
-                 console: Console | None = None, disable: bool = False) -> None:
-        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn(unit), TextColumn("[cyan]{task.fields[anomalies]} anomalies"),
-                                  TimeElapsedColumn(), console=console, disable=disable, transient=False)
+    def __init__(
+        self,
+        total: int | None,
+        unit: str = "events",
+        description: str = "backtest",
+        console: Console | None = None,
+        disable: bool = False,
+    ) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(unit),
+            TextColumn("[cyan]{task.fields[anomalies]} anomalies"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=disable,
+            transient=False,
+        )
         self._task: TaskID = self._progress.add_task(description, total=total, anomalies=0)
         self.done = 0
         self.anomalies = 0
@@ -104,8 +133,9 @@ class BacktestProgress:
         self._progress.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self._progress.stop()
 
     def update(self, done: int | None = None, anomalies: int | None = None) -> None:

@@ -27,8 +27,10 @@ LOG = logging.getLogger(__name__)
 
 
 def _columns(primary_key: bool) -> str:
-    lines = [f"`{name}` {sql_type}" + (" NOT NULL" if primary_key and name in ("pk", "sk") else "")
-             for name, sql_type in ANOMALY_COLUMNS]
+    lines = [
+        f"`{name}` {sql_type}" + (" NOT NULL" if primary_key and name in ("pk", "sk") else "")
+        for name, sql_type in ANOMALY_COLUMNS
+    ]
     if primary_key:
         lines.append("PRIMARY KEY (`pk`, `sk`) NOT ENFORCED")
     return ",\n  ".join(lines)
@@ -41,11 +43,15 @@ def _with(options: dict[str, str]) -> str:
 def dynamodb_options(config: JobConfig) -> dict[str, str]:
     """Options of Flink's ``dynamodb`` table sink (connector 6.0.0) from ``pulse.sink``."""
     sink = config.sink
-    region = sink.region or config.source.region or (
-        _region_of(config.source.stream_arn) if config.source.stream_arn else None)
+    region = (
+        sink.region
+        or config.source.region
+        or (_region_of(config.source.stream_arn) if config.source.stream_arn else None)
+    )
     if not region:
         raise ConfigError(
-            "invalid job configuration: pulse.sink: aws.region is required (no stream.arn to take it from)")
+            "invalid job configuration: pulse.sink: aws.region is required (no stream.arn to take it from)"
+        )
     options = {
         "connector": "dynamodb",
         "table-name": sink.table_name,
@@ -62,13 +68,19 @@ def dynamodb_options(config: JobConfig) -> dict[str, str]:
 def anomaly_sink_ddl(config: JobConfig, table: str = ANOMALY_SINK) -> str:
     """``CREATE TABLE`` for the anomaly sink of a streaming run (``pulse.sink.kind``)."""
     if config.sink.kind is SinkKind.DYNAMODB:
-        return (f"CREATE TEMPORARY TABLE `{table}` (\n  {_columns(primary_key=True)}\n)"
-                f" WITH (\n  {_with(dynamodb_options(config))}\n)")
+        return (
+            f"CREATE TEMPORARY TABLE `{table}` (\n  {_columns(primary_key=True)}\n)"
+            f" WITH (\n  {_with(dynamodb_options(config))}\n)"
+        )
     assert config.sink.path  # required by the config validator for kind=jsonl
     # Row formats commit a part file only once it rolls: roll with every checkpoint's cadence.
-    options = {"connector": "filesystem", "path": config.sink.path, "format": "json",
-               "sink.rolling-policy.rollover-interval": f"{config.job.checkpoint_interval_s} s",
-               "sink.rolling-policy.check-interval": "1 s"}
+    options = {
+        "connector": "filesystem",
+        "path": config.sink.path,
+        "format": "json",
+        "sink.rolling-policy.rollover-interval": f"{config.job.checkpoint_interval_s} s",
+        "sink.rolling-policy.check-interval": "1 s",
+    }
     return f"CREATE TEMPORARY TABLE `{table}` (\n  {_columns(primary_key=False)}\n) WITH (\n  {_with(options)}\n)"
 
 
@@ -103,5 +115,8 @@ class RejectedRecordCounter(ScalarFunction):
 
 def rejected_counter(config: JobConfig):  # type: ignore[no-untyped-def]
     """The counting UDF, for ``SELECT count_rejected(reason, sample) FROM rejected``."""
-    return udf(RejectedRecordCounter(config.job.rejected_sample_size),
-               input_types=[DataTypes.STRING(), DataTypes.STRING()], result_type=DataTypes.STRING())
+    return udf(
+        RejectedRecordCounter(config.job.rejected_sample_size),
+        input_types=[DataTypes.STRING(), DataTypes.STRING()],
+        result_type=DataTypes.STRING(),
+    )

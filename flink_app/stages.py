@@ -67,8 +67,14 @@ WINDOW_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 ROUTE_COLUMNS = ("count", "errors_4xx", "errors_5xx", "latency_mean", "latency_max", "latency_log_mean")
 CLIENT_COLUMNS = (
-    "count", "distinct_routes", "unmatched", "not_found", "auth_failures",
-    "pop_clients", "pop_mean_count", "pop_std_count",
+    "count",
+    "distinct_routes",
+    "unmatched",
+    "not_found",
+    "auth_failures",
+    "pop_clients",
+    "pop_mean_count",
+    "pop_std_count",
 )
 
 
@@ -122,7 +128,7 @@ def route_windows_sql(config: JobConfig) -> str:
     w = config.windows
     return f"""
 SELECT 'route' AS subject_type, `route` AS subject,
-  {_epoch_ms('window_start')} AS window_start_ms, {_epoch_ms('window_end')} AS window_end_ms,
+  {_epoch_ms("window_start")} AS window_start_ms, {_epoch_ms("window_end")} AS window_end_ms,
   COUNT(*) AS `count`,
   CAST(SUM(CASE WHEN `status` >= 400 AND `status` < 500 THEN 1 ELSE 0 END) AS BIGINT) AS errors_4xx,
   CAST(SUM(CASE WHEN `status` >= 500 THEN 1 ELSE 0 END) AS BIGINT) AS errors_5xx,
@@ -164,9 +170,11 @@ def client_candidate_condition(settings: DetectSettings, alias: str = "c") -> st
     backtest applies.
     """
     floors = CandidateFloors.from_settings(settings)
-    return (f"{alias}.`count` >= {floors.count}"
-            f" OR GREATEST({alias}.unmatched, {alias}.not_found) >= {floors.scans}"
-            f" OR {alias}.auth_failures >= {floors.auth}")
+    return (
+        f"{alias}.`count` >= {floors.count}"
+        f" OR GREATEST({alias}.unmatched, {alias}.not_found) >= {floors.scans}"
+        f" OR {alias}.auth_failures >= {floors.auth}"
+    )
 
 
 def client_windows_sql(config: JobConfig) -> str:
@@ -175,7 +183,7 @@ def client_windows_sql(config: JobConfig) -> str:
     # covers every client; the candidate filter applies to the per-client side only.
     return f"""
 SELECT 'client' AS subject_type, c.`client_ip` AS subject,
-  {_epoch_ms('c.window_start')} AS window_start_ms, {_epoch_ms('c.window_end')} AS window_end_ms,
+  {_epoch_ms("c.window_start")} AS window_start_ms, {_epoch_ms("c.window_end")} AS window_end_ms,
   c.`count`, c.distinct_routes, c.unmatched, c.not_found, c.auth_failures,
   p.pop_clients, p.pop_mean_count, COALESCE(p.pop_std_count, 0.0) AS pop_std_count
 FROM `{CLIENT_COUNTS}` c JOIN `{CLIENT_POPULATION}` p
@@ -189,8 +197,11 @@ def windows_sql() -> str:
     def select(source: str, present: tuple[str, ...]) -> str:
         parts = ["subject_type", "subject", "window_start_ms AS window_start", "window_end_ms AS window_end"]
         for name, sql_type in WINDOW_COLUMNS[4:]:
-            parts.append(f"CAST(`{name}` AS {sql_type}) AS `{name}`" if name in present
-                         else f"CAST(NULL AS {sql_type}) AS `{name}`")
+            parts.append(
+                f"CAST(`{name}` AS {sql_type}) AS `{name}`"
+                if name in present
+                else f"CAST(NULL AS {sql_type}) AS `{name}`"
+            )
         return f"SELECT {', '.join(parts)} FROM `{source}`"
 
     return f"{select(ROUTE_WINDOWS, ROUTE_COLUMNS)}\nUNION ALL\n{select(CLIENT_WINDOWS, CLIENT_COLUMNS)}"

@@ -62,7 +62,8 @@ class AnomalyRecord(BaseModel):
     detected_at: int
     ttl: int
     phase: Literal["open", "escalate", "end"] = Field(
-        "open", description="where the record sits in its incident: first window, escalation, or end")
+        "open", description="where the record sits in its incident: first window, escalation, or end"
+    )
 
 
 class AnomalyPageOut(BaseModel):

@@ -80,10 +80,23 @@ def incidents(anomalies: Iterable[Anomaly]) -> list[Incident]:
         records = current.pop(key)
         ranks = {"low": 0, "medium": 1, "high": 2}
         worst = max(records, key=lambda r: ranks.get(r.severity, 0)).severity
-        opened = min(r.window_end for r in records if r.phase != "end") if any(
-            r.phase != "end" for r in records) else records[0].window_end
-        out.append(Incident(key[2], key[0], key[1], opened, max(r.window_end for r in records), worst, len(records),
-                            tuple(r.window_end for r in records if r.phase != "end")))
+        opened = (
+            min(r.window_end for r in records if r.phase != "end")
+            if any(r.phase != "end" for r in records)
+            else records[0].window_end
+        )
+        out.append(
+            Incident(
+                key[2],
+                key[0],
+                key[1],
+                opened,
+                max(r.window_end for r in records),
+                worst,
+                len(records),
+                tuple(r.window_end for r in records if r.phase != "end"),
+            )
+        )
 
     for record in ordered:
         key = (record.subject_type, record.subject, record.kind)
@@ -115,9 +128,13 @@ def evaluate(anomalies: Iterable[Anomaly], labels: Sequence[Injection], toleranc
 
     matched: set[int] = set()
     for label in labels:
-        news = [(at, i) for i, incident in enumerate(found_incidents)
-                if incident.kind == label.kind and incident.subject == label.subject
-                for at in incident.news_ms if label.start_ms <= at <= label.end_ms + tolerance]
+        news = [
+            (at, i)
+            for i, incident in enumerate(found_incidents)
+            if incident.kind == label.kind and incident.subject == label.subject
+            for at in incident.news_ms
+            if label.start_ms <= at <= label.end_ms + tolerance
+        ]
         if news:
             at, first = min(news)
             result.found.append((label, found_incidents[first], at))

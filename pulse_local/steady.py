@@ -26,14 +26,29 @@ class Spike:
 
 def event(i: int, ts: int, route: str, client_ip: str, status: int = 200, latency_ms: float = 12.5) -> dict[str, Any]:
     return {
-        "v": 1, "id": f"ev-{i}", "ts": ts, "method": "GET", "route": route,
-        "path": route.replace("{", "").replace("}", ""), "status": status, "latency_ms": latency_ms,
-        "client_ip": client_ip, "user_agent": "pulse-traffic/1", "bytes_out": 512,
+        "v": 1,
+        "id": f"ev-{i}",
+        "ts": ts,
+        "method": "GET",
+        "route": route,
+        "path": route.replace("{", "").replace("}", ""),
+        "status": status,
+        "latency_ms": latency_ms,
+        "client_ip": client_ip,
+        "user_agent": "pulse-traffic/1",
+        "bytes_out": 512,
     }
 
 
-def steady(start_ms: int, duration_ms: int, rate_per_s: float, routes: int, clients: int,
-           seed: int = 7, spikes: tuple[Spike, ...] = ()) -> Iterator[dict[str, Any]]:
+def steady(
+    start_ms: int,
+    duration_ms: int,
+    rate_per_s: float,
+    routes: int,
+    clients: int,
+    seed: int = 7,
+    spikes: tuple[Spike, ...] = (),
+) -> Iterator[dict[str, Any]]:
     """Events in time order: ``rate_per_s`` spread evenly over ``routes`` and ``clients``, plus spikes."""
     rng = random.Random(seed)
     route_names = [f"/api/r{n}/{{item_id}}" for n in range(routes)]

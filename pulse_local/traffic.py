@@ -93,17 +93,72 @@ USER_AGENTS = (
 )
 MONITOR_AGENT = "ELB-HealthChecker/2.0"
 CATEGORIES = ("shoes", "books", "garden", "kitchen", "toys", "outdoor", "audio", "camera", "office", "beauty")
-JUNK_PATHS = ("/favicon.ico", "/robots.txt", "/apple-touch-icon.png", "/itmes", "/item/{n}", "/api/items",
-              "/users/{n}/order", "/sitemap.xml", "/search/", "/cart/item")
-SCAN_PATHS = ("/.env", "/wp-login.php", "/wp-admin/setup-config.php", "/.git/config", "/phpmyadmin/index.php",
-              "/admin.php", "/server-status", "/backup.zip", "/config.json", "/api/v1/debug", "/.aws/credentials",
-              "/vendor/phpunit/phpunit/src/Util/PHP/eval-stdin.php", "/actuator/env", "/cgi-bin/luci",
-              "/.DS_Store", "/{w}.php", "/{w}/{w}.bak", "/old/{w}", "/{w}.sql")
+JUNK_PATHS = (
+    "/favicon.ico",
+    "/robots.txt",
+    "/apple-touch-icon.png",
+    "/itmes",
+    "/item/{n}",
+    "/api/items",
+    "/users/{n}/order",
+    "/sitemap.xml",
+    "/search/",
+    "/cart/item",
+)
+SCAN_PATHS = (
+    "/.env",
+    "/wp-login.php",
+    "/wp-admin/setup-config.php",
+    "/.git/config",
+    "/phpmyadmin/index.php",
+    "/admin.php",
+    "/server-status",
+    "/backup.zip",
+    "/config.json",
+    "/api/v1/debug",
+    "/.aws/credentials",
+    "/vendor/phpunit/phpunit/src/Util/PHP/eval-stdin.php",
+    "/actuator/env",
+    "/cgi-bin/luci",
+    "/.DS_Store",
+    "/{w}.php",
+    "/{w}/{w}.bak",
+    "/old/{w}",
+    "/{w}.sql",
+)
 SCAN_WORDS = ("db", "dump", "admin", "test", "shell", "info", "upload", "site", "prod", "old", "tmp", "data")
-SCANNER_AGENTS = ("Mozilla/5.0 zgrab/0.x", "python-requests/2.28.1", "Mozilla/5.0 (compatible; Nmap Scripting Engine)",
-                  "curl/7.68.0")
-PUBLIC_FIRST_OCTETS = (23, 31, 37, 45, 51, 62, 77, 81, 86, 91, 95, 104, 109, 141, 151, 176, 178, 185, 188, 193,
-                       203, 212, 213, 217)
+SCANNER_AGENTS = (
+    "Mozilla/5.0 zgrab/0.x",
+    "python-requests/2.28.1",
+    "Mozilla/5.0 (compatible; Nmap Scripting Engine)",
+    "curl/7.68.0",
+)
+PUBLIC_FIRST_OCTETS = (
+    23,
+    31,
+    37,
+    45,
+    51,
+    62,
+    77,
+    81,
+    86,
+    91,
+    95,
+    104,
+    109,
+    141,
+    151,
+    176,
+    178,
+    185,
+    188,
+    193,
+    203,
+    212,
+    213,
+    217,
+)
 
 # What each kind of injection does, and the range of its magnitude (drawn per injection):
 MAGNITUDES: dict[str, tuple[float, float]] = {
@@ -160,8 +215,14 @@ class Injection:
 
     @classmethod
     def from_label(cls, label: dict[str, Any]) -> Injection:
-        return cls(label["kind"], label["subject"], int(label["start_ms"]), int(label["end_ms"]),
-                   float(label["magnitude"]), tuple(label.get("routes", ())))
+        return cls(
+            label["kind"],
+            label["subject"],
+            int(label["start_ms"]),
+            int(label["end_ms"]),
+            float(label["magnitude"]),
+            tuple(label.get("routes", ())),
+        )
 
 
 @dataclass
@@ -229,8 +290,9 @@ class TrafficGenerator:
 
     # --- injections -------------------------------------------------------------------------------------
 
-    def plan(self, kinds: Sequence[str] = KINDS, per_kind: int = 2, warmup_s: int = 1200,
-             tail_s: int = 600) -> list[Injection]:
+    def plan(
+        self, kinds: Sequence[str] = KINDS, per_kind: int = 2, warmup_s: int = 1200, tail_s: int = 600
+    ) -> list[Injection]:
         """Place ``per_kind`` injections of every kind, one after another with quiet gaps between them."""
         rng = np.random.default_rng([self.spec.seed, 1])
         order = [kind for kind in kinds for _ in range(per_kind)]
@@ -260,10 +322,14 @@ class TrafficGenerator:
                 injections.append(Injection(kind, route, start_ms, end_ms, magnitude, (route,)))
         return injections
 
-    def _eligible_route(self, rng: np.random.Generator, kind: str, start_ms: int, end_ms: int,
-                        avoid: str | None) -> str:
-        rates = {route.template: min(self.expected_per_minute(route.template, t) for t in (start_ms, end_ms))
-                 for route in self.spec.routes if route.template != UNMATCHED_ROUTE}
+    def _eligible_route(
+        self, rng: np.random.Generator, kind: str, start_ms: int, end_ms: int, avoid: str | None
+    ) -> str:
+        rates = {
+            route.template: min(self.expected_per_minute(route.template, t) for t in (start_ms, end_ms))
+            for route in self.spec.routes
+            if route.template != UNMATCHED_ROUTE
+        }
         candidates = [t for t, rate in rates.items() if rate >= MIN_ROUTE_RATE[kind] and t != avoid]
         if not candidates:  # a quiet night: the busiest route, where it is an anomaly all the same
             candidates = [max(rates, key=lambda t: rates[t])]
@@ -288,8 +354,11 @@ class TrafficGenerator:
 
     def _burst_mix(self) -> list[tuple[str, float]]:
         """A scraper reads what browsers read: the GET routes, in their usual proportions."""
-        routes = [r for r in self.spec.routes if r.method == "GET" and r.rhythm and r.template != UNMATCHED_ROUTE
-                  and r.share >= 0.01]
+        routes = [
+            r
+            for r in self.spec.routes
+            if r.method == "GET" and r.rhythm and r.template != UNMATCHED_ROUTE and r.share >= 0.01
+        ]
         total = sum(r.share for r in routes)
         return [(r.template, r.share / total) for r in routes]
 
@@ -348,8 +417,7 @@ class TrafficGenerator:
         latency[slow] = rng.uniform(1500.0, 8000.0, int(slow.sum()))
         return np.round(latency, 2)
 
-    def _apply_route_injections(self, rng: np.random.Generator, batch: _Batch,
-                                injections: list[Injection]) -> _Batch:
+    def _apply_route_injections(self, rng: np.random.Generator, batch: _Batch, injections: list[Injection]) -> _Batch:
         template = self.spec.routes[batch.route].template
         for injection in injections:
             if injection.kind in CLIENT_KINDS or injection.subject != template:
@@ -385,12 +453,19 @@ class TrafficGenerator:
         n = int(counts.sum())
         ts = np.repeat(self.spec.start_ms + seconds * 1000, counts) + rng.integers(0, 1000, n)
         clients = np.searchsorted(self.client_cdf, rng.random(n) * self.client_cdf[-1])
-        added = _Batch(batch.route, ts, clients, self._statuses(rng, route, n, route.p_error),
-                       self._latencies(rng, route, n), _ids(rng, n))
+        added = _Batch(
+            batch.route,
+            ts,
+            clients,
+            self._statuses(rng, route, n, route.p_error),
+            self._latencies(rng, route, n),
+            _ids(rng, n),
+        )
         return _concat(batch, added)
 
-    def _client_injections(self, rng: np.random.Generator, seconds: np.ndarray,
-                           injections: list[Injection]) -> list[_Batch]:
+    def _client_injections(
+        self, rng: np.random.Generator, seconds: np.ndarray, injections: list[Injection]
+    ) -> list[_Batch]:
         lo = self.spec.start_ms + int(seconds[0]) * 1000
         hi = self.spec.start_ms + (int(seconds[-1]) + 1) * 1000
         batches = []
@@ -415,31 +490,68 @@ class TrafficGenerator:
                 route = self.spec.routes[self.route_index[template]]
                 m = int((picks == j).sum())
                 sel = ts[picks == j]
-                batches.append(_Batch(self.route_index[template], sel, np.full(m, -1),
-                                      self._statuses(rng, route, m, route.p_error), self._latencies(rng, route, m),
-                                      _ids(rng, m), injection.subject, agent))
+                batches.append(
+                    _Batch(
+                        self.route_index[template],
+                        sel,
+                        np.full(m, -1),
+                        self._statuses(rng, route, m, route.p_error),
+                        self._latencies(rng, route, m),
+                        _ids(rng, m),
+                        injection.subject,
+                        agent,
+                    )
+                )
             return batches
         if injection.kind == "ip_scan":
             agent = SCANNER_AGENTS[int(rng.integers(0, len(SCANNER_AGENTS)))]
             kinds = rng.random(n)
             batches = []
-            targets = ((UNMATCHED_ROUTE, kinds < 0.75), ("/items/{item_id}", (kinds >= 0.75) & (kinds < 0.9)),
-                       ("/users/{user_id}", kinds >= 0.9))
+            targets = (
+                (UNMATCHED_ROUTE, kinds < 0.75),
+                ("/items/{item_id}", (kinds >= 0.75) & (kinds < 0.9)),
+                ("/users/{user_id}", kinds >= 0.9),
+            )
             for template, mask in targets:
                 m = int(mask.sum())
                 route = self.spec.routes[self.route_index[template]]
-                paths = [_scan_path(rng) if template == UNMATCHED_ROUTE else
-                         template.replace("{item_id}", str(int(rng.integers(10**6, 10**9))))
-                         .replace("{user_id}", f"u{int(rng.integers(10**7, 10**8))}") for _ in range(m)]
-                batches.append(_Batch(self.route_index[template], ts[mask], np.full(m, -1),
-                                      np.full(m, 404, dtype=np.int64), self._latencies(rng, route, m),
-                                      _ids(rng, m), injection.subject, agent, paths))
+                paths = [
+                    _scan_path(rng)
+                    if template == UNMATCHED_ROUTE
+                    else template.replace("{item_id}", str(int(rng.integers(10**6, 10**9)))).replace(
+                        "{user_id}", f"u{int(rng.integers(10**7, 10**8))}"
+                    )
+                    for _ in range(m)
+                ]
+                batches.append(
+                    _Batch(
+                        self.route_index[template],
+                        ts[mask],
+                        np.full(m, -1),
+                        np.full(m, 404, dtype=np.int64),
+                        self._latencies(rng, route, m),
+                        _ids(rng, m),
+                        injection.subject,
+                        agent,
+                        paths,
+                    )
+                )
             return batches
         route = self.spec.routes[self.route_index["/auth/login"]]
         u = rng.random(n)
         status = np.where(u < 0.9, 401, np.where(u < 0.95, 403, 200)).astype(np.int64)
-        return [_Batch(self.route_index["/auth/login"], ts, np.full(n, -1), status, self._latencies(rng, route, n),
-                       _ids(rng, n), injection.subject, agent)]
+        return [
+            _Batch(
+                self.route_index["/auth/login"],
+                ts,
+                np.full(n, -1),
+                status,
+                self._latencies(rng, route, n),
+                _ids(rng, n),
+                injection.subject,
+                agent,
+            )
+        ]
 
     def _rows(self, rng: np.random.Generator, batches: list[_Batch]) -> Iterator[dict[str, Any]]:
         rows: list[tuple[int, bytes, dict[str, Any]]] = []
@@ -455,13 +567,29 @@ class TrafficGenerator:
                     ip, agent = MONITORS[-2 - client], MONITOR_AGENT
                 status = int(batch.status[i])
                 path = batch.paths[i] if batch.paths is not None else _fill(rng, route.template)
-                body = 0 if route.method == "DELETE" and status < 300 else (
-                    int(route.bytes_out * math.exp(rng.normal(0, 0.3))) if status < 400 else int(rng.integers(60, 240)))
+                body = (
+                    0
+                    if route.method == "DELETE" and status < 300
+                    else (
+                        int(route.bytes_out * math.exp(rng.normal(0, 0.3)))
+                        if status < 400
+                        else int(rng.integers(60, 240))
+                    )
+                )
                 event_id = str(uuid.UUID(bytes=batch.ids[i].tobytes(), version=4))
-                row: dict[str, Any] = {"v": SCHEMA_VERSION, "id": event_id,
-                       "ts": int(batch.ts[i]), "method": route.method, "route": route.template, "path": path,
-                       "status": status, "latency_ms": float(batch.latency[i]), "client_ip": ip,
-                       "user_agent": agent, "bytes_out": body}
+                row: dict[str, Any] = {
+                    "v": SCHEMA_VERSION,
+                    "id": event_id,
+                    "ts": int(batch.ts[i]),
+                    "method": route.method,
+                    "route": route.template,
+                    "path": path,
+                    "status": status,
+                    "latency_ms": float(batch.latency[i]),
+                    "client_ip": ip,
+                    "user_agent": agent,
+                    "bytes_out": body,
+                }
                 rows.append((row["ts"], row["id"].encode(), row))
         rows.sort(key=lambda item: (item[0], item[1]))
         for _, _, row in rows:
@@ -469,15 +597,26 @@ class TrafficGenerator:
 
 
 def _select(batch: _Batch, keep: np.ndarray) -> _Batch:
-    return replace(batch, ts=batch.ts[keep], client=batch.client[keep], status=batch.status[keep],
-                   latency=batch.latency[keep], ids=batch.ids[keep],
-                   paths=None if batch.paths is None else [p for p, k in zip(batch.paths, keep, strict=True) if k])
+    return replace(
+        batch,
+        ts=batch.ts[keep],
+        client=batch.client[keep],
+        status=batch.status[keep],
+        latency=batch.latency[keep],
+        ids=batch.ids[keep],
+        paths=None if batch.paths is None else [p for p, k in zip(batch.paths, keep, strict=True) if k],
+    )
 
 
 def _concat(a: _Batch, b: _Batch) -> _Batch:
-    return replace(a, ts=np.concatenate([a.ts, b.ts]), client=np.concatenate([a.client, b.client]),
-                   status=np.concatenate([a.status, b.status]), latency=np.concatenate([a.latency, b.latency]),
-                   ids=np.concatenate([a.ids, b.ids]))
+    return replace(
+        a,
+        ts=np.concatenate([a.ts, b.ts]),
+        client=np.concatenate([a.client, b.client]),
+        status=np.concatenate([a.status, b.status]),
+        latency=np.concatenate([a.latency, b.latency]),
+        ids=np.concatenate([a.ids, b.ids]),
+    )
 
 
 def _ids(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -515,8 +654,9 @@ def _scan_path(rng: np.random.Generator) -> str:
     return path
 
 
-def labelled_traffic(seed: int, duration_s: int = 3 * 3600, per_kind: int = 2, kinds: Sequence[str] = KINDS,
-                     **spec: Any) -> tuple[list[dict[str, Any]], list[Injection]]:
+def labelled_traffic(
+    seed: int, duration_s: int = 3 * 3600, per_kind: int = 2, kinds: Sequence[str] = KINDS, **spec: Any
+) -> tuple[list[dict[str, Any]], list[Injection]]:
     """Events and their labels in one call (``spec``: further :class:`TrafficSpec` fields)."""
     generator = TrafficGenerator(TrafficSpec(seed=seed, duration_s=duration_s, **spec))
     injections = generator.plan(kinds=kinds, per_kind=per_kind) if per_kind else []

@@ -35,8 +35,9 @@ class Slide:
     latency_ms: float = 50.0
 
 
-def route_windows(slides: Sequence[Slide | int], route: str = "/items", start_ms: int = T0,
-                  tail: bool = False) -> list[RouteWindow]:
+def route_windows(
+    slides: Sequence[Slide | int], route: str = "/items", start_ms: int = T0, tail: bool = False
+) -> list[RouteWindow]:
     """The HOP windows (60 s, sliding by 10 s) over ``slides``; a window without requests is absent.
 
     The traffic goes on after the last slide (its windows are not closed yet), unless ``tail``: then
@@ -50,30 +51,42 @@ def route_windows(slides: Sequence[Slide | int], route: str = "/items", start_ms
         if not count:
             continue
         end = start_ms + end_slot * SLIDE_MS
-        windows.append(RouteWindow(
-            route=route, window_start=end - SIZE_MS, window_end=end, count=count, errors_4xx=0,
-            errors_5xx=sum(s.errors_5xx for s in covered),
-            latency_mean=sum(s.latency_ms * s.count for s in covered) / count,
-            latency_max=max(s.latency_ms for s in covered),
-            latency_log_mean=sum(math.log(s.latency_ms) * s.count for s in covered) / count))
+        windows.append(
+            RouteWindow(
+                route=route,
+                window_start=end - SIZE_MS,
+                window_end=end,
+                count=count,
+                errors_4xx=0,
+                errors_5xx=sum(s.errors_5xx for s in covered),
+                latency_mean=sum(s.latency_ms * s.count for s in covered) / count,
+                latency_max=max(s.latency_ms for s in covered),
+                latency_log_mean=sum(math.log(s.latency_ms) * s.count for s in covered) / count,
+            )
+        )
     return windows
 
 
-def poisson_slides(rates: Iterable[float], seed: int = 1, errors: float = 0.0, latency_ms: float = 50.0,
-                   latency_sigma: float = 0.0) -> list[Slide]:
+def poisson_slides(
+    rates: Iterable[float], seed: int = 1, errors: float = 0.0, latency_ms: float = 50.0, latency_sigma: float = 0.0
+) -> list[Slide]:
     """Poisson arrivals per slide at ``rates`` (requests per slide), with binomial 5xx and a lognormal
     typical latency per slide."""
     rng = np.random.default_rng(seed)
     out = []
     for rate in rates:
         n = int(rng.poisson(max(rate, 0.0)))
-        out.append(Slide(n, int(rng.binomial(n, errors)) if n else 0,
-                         float(latency_ms * math.exp(rng.normal(0, latency_sigma))) if latency_sigma else latency_ms))
+        out.append(
+            Slide(
+                n,
+                int(rng.binomial(n, errors)) if n else 0,
+                float(latency_ms * math.exp(rng.normal(0, latency_sigma))) if latency_sigma else latency_ms,
+            )
+        )
     return out
 
 
-def run_routes(detector: DetectionEngine, windows: Sequence[RouteWindow],
-               fire_timers: bool = True) -> list[Anomaly]:
+def run_routes(detector: DetectionEngine, windows: Sequence[RouteWindow], fire_timers: bool = True) -> list[Anomaly]:
     """Every record ``detector`` writes for ``windows``, timers fired in event time as the job does."""
     return replay(detector, windows, [], fire_timers=fire_timers).anomalies
 
@@ -84,12 +97,22 @@ def clients_window(counts: Mapping[str, int], end_ms: int, **fields: Mapping[str
     values = list(counts.values())
     mean = sum(values) / len(values)
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-    return [ClientWindow(client_ip=ip, window_start=end_ms - SIZE_MS, window_end=end_ms, count=count,
-                         distinct_routes=1, unmatched=fields.get("unmatched", {}).get(ip, 0),
-                         not_found=fields.get("not_found", {}).get(ip, 0),
-                         auth_failures=fields.get("auth_failures", {}).get(ip, 0),
-                         pop_clients=len(values), pop_mean_count=mean, pop_std_count=std)
-            for ip, count in counts.items()]
+    return [
+        ClientWindow(
+            client_ip=ip,
+            window_start=end_ms - SIZE_MS,
+            window_end=end_ms,
+            count=count,
+            distinct_routes=1,
+            unmatched=fields.get("unmatched", {}).get(ip, 0),
+            not_found=fields.get("not_found", {}).get(ip, 0),
+            auth_failures=fields.get("auth_failures", {}).get(ip, 0),
+            pop_clients=len(values),
+            pop_mean_count=mean,
+            pop_std_count=std,
+        )
+        for ip, count in counts.items()
+    ]
 
 
 def population(n: int, seed: int = 1, mean: float = 4.0) -> dict[str, int]:
@@ -100,8 +123,9 @@ def population(n: int, seed: int = 1, mean: float = 4.0) -> dict[str, int]:
     return {f"198.51.{i // 250}.{i % 250 + 1}": int(c) for i, c in enumerate(counts) if c}
 
 
-def run_clients(detector: DetectionEngine, minutes: Sequence[list[ClientWindow]],
-                fire_timers: bool = True) -> list[Anomaly]:
+def run_clients(
+    detector: DetectionEngine, minutes: Sequence[list[ClientWindow]], fire_timers: bool = True
+) -> list[Anomaly]:
     windows = sorted((w for minute in minutes for w in minute), key=lambda w: (w.window_end, w.client_ip))
     return replay(detector, [], windows, fire_timers=fire_timers).anomalies
 

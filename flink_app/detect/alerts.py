@@ -104,20 +104,36 @@ class Alerts:
         """Whether one of ``kinds`` scored at or past the clear level in this window."""
         return any(kind in findings and findings[kind].score >= settings.alert_clear_score for kind in kinds)
 
-    def observe(self, finding: Finding, window_start: int, window_end: int,
-                settings: DetectSettings) -> list[Transition]:
+    def observe(
+        self, finding: Finding, window_start: int, window_end: int, settings: DetectSettings
+    ) -> list[Transition]:
         """Advance ``finding.kind``'s state by one window."""
         incident = self.open.get(finding.kind)
         rank = severity_rank(finding.score, settings)
         if incident is None:
             if not finding.flagged:
                 return []
-            self.open[finding.kind] = Incident(opened_start=window_start, opened_end=window_end,
-                                               expected=finding.expected,
-                                               peak_observed=finding.observed, peak_score=finding.score,
-                                               reported=rank, last_hot=window_end)
-            return [Transition("open", finding.kind, window_start, window_end, finding.observed,
-                               finding.expected, finding.score, SEVERITIES[rank])]
+            self.open[finding.kind] = Incident(
+                opened_start=window_start,
+                opened_end=window_end,
+                expected=finding.expected,
+                peak_observed=finding.observed,
+                peak_score=finding.score,
+                reported=rank,
+                last_hot=window_end,
+            )
+            return [
+                Transition(
+                    "open",
+                    finding.kind,
+                    window_start,
+                    window_end,
+                    finding.observed,
+                    finding.expected,
+                    finding.score,
+                    SEVERITIES[rank],
+                )
+            ]
         out: list[Transition] = []
         if finding.flagged or finding.score >= settings.alert_clear_score:
             incident.last_hot = max(incident.last_hot, window_end)
@@ -125,8 +141,18 @@ class Alerts:
             incident.peak_score, incident.peak_observed = finding.score, finding.observed
         if finding.flagged and rank > incident.reported:
             incident.reported = rank
-            out.append(Transition("escalate", finding.kind, window_start, window_end, finding.observed,
-                                  finding.expected, finding.score, SEVERITIES[rank]))
+            out.append(
+                Transition(
+                    "escalate",
+                    finding.kind,
+                    window_start,
+                    window_end,
+                    finding.observed,
+                    finding.expected,
+                    finding.score,
+                    SEVERITIES[rank],
+                )
+            )
         return out
 
     def next_close(self, cooldown_ms: int) -> int | None:
@@ -146,5 +172,13 @@ class Alerts:
     def end(self, kind: str, at: int) -> Transition:
         """Close ``kind``'s incident at event time ``at``: the record spans it and carries its peak."""
         incident = self.open.pop(kind)
-        return Transition("end", kind, incident.opened_start, at, incident.peak_observed, incident.expected,
-                          incident.peak_score, SEVERITIES[incident.reported])
+        return Transition(
+            "end",
+            kind,
+            incident.opened_start,
+            at,
+            incident.peak_observed,
+            incident.expected,
+            incident.peak_score,
+            SEVERITIES[incident.reported],
+        )

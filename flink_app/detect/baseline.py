@@ -52,8 +52,9 @@ class EwmaBaseline:
         """The spread as a standard deviation (exact for normal noise)."""
         return self.abs_dev * MAD_TO_STD
 
-    def update(self, value: float, at_ms: int, halflife_ms: float, clip: float | None = None,
-               spread: bool = True) -> None:
+    def update(
+        self, value: float, at_ms: int, halflife_ms: float, clip: float | None = None, spread: bool = True
+    ) -> None:
         """Learn ``value`` observed at ``at_ms``.
 
         ``clip`` bounds how far one sample can pull the mean (and samples beyond it do not feed the

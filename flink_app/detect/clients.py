@@ -58,8 +58,11 @@ class CandidateFloors:
 
     def admit(self, window: ClientWindow) -> bool:
         """Whether ``window`` is a candidate (the SQL stage sends only these)."""
-        return (window.count >= self.count or max(window.unmatched, window.not_found) >= self.scans
-                or window.auth_failures >= self.auth)
+        return (
+            window.count >= self.count
+            or max(window.unmatched, window.not_found) >= self.scans
+            or window.auth_failures >= self.auth
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,24 +127,56 @@ class ClientDetector:
         expected = state.count.mean if known else (population.mean if population else 0.0)
         threshold = s.burst_min_count
         if population:
-            threshold = max(threshold, s.burst_pop_ratio * population.mean,
-                            population.mean + s.burst_pop_z * population.std)
+            threshold = max(
+                threshold, s.burst_pop_ratio * population.mean, population.mean + s.burst_pop_z * population.std
+            )
         if known:
             threshold = max(threshold, s.burst_own_ratio * state.count.mean)
-        burst = Finding("ip_burst", window.count, expected, excess_score(window.count, expected, threshold),
-                        window.count >= threshold)
+        burst = Finding(
+            "ip_burst",
+            window.count,
+            expected,
+            excess_score(window.count, expected, threshold),
+            window.count >= threshold,
+        )
 
         scans = float(max(window.unmatched, window.not_found))
-        scan = self._share_finding("ip_scan", scans, window.count, state.scan if known else None, population,
-                                   s.scan_min_count, s.scan_pop_ratio, s.scan_own_ratio, s.scan_min_fraction)
-        auth = self._share_finding("ip_auth_failures", float(window.auth_failures), window.count,
-                                   state.auth if known else None, population,
-                                   s.auth_min_count, s.auth_pop_ratio, s.auth_own_ratio, s.auth_min_fraction)
+        scan = self._share_finding(
+            "ip_scan",
+            scans,
+            window.count,
+            state.scan if known else None,
+            population,
+            s.scan_min_count,
+            s.scan_pop_ratio,
+            s.scan_own_ratio,
+            s.scan_min_fraction,
+        )
+        auth = self._share_finding(
+            "ip_auth_failures",
+            float(window.auth_failures),
+            window.count,
+            state.auth if known else None,
+            population,
+            s.auth_min_count,
+            s.auth_pop_ratio,
+            s.auth_own_ratio,
+            s.auth_min_fraction,
+        )
         return [burst, scan, auth]
 
-    def _share_finding(self, kind: str, observed: float, count: int, own: EwmaBaseline | None,
-                       population: Population | None, min_count: float, pop_ratio: float, own_ratio: float,
-                       min_fraction: float) -> Finding:
+    def _share_finding(
+        self,
+        kind: str,
+        observed: float,
+        count: int,
+        own: EwmaBaseline | None,
+        population: Population | None,
+        min_count: float,
+        pop_ratio: float,
+        own_ratio: float,
+        min_fraction: float,
+    ) -> Finding:
         """A kind of failing request: many of them, compared with the population's and the client's own
         level, and most of what the client sends."""
         expected = own.mean if own is not None else 0.0
@@ -153,10 +188,16 @@ class ClientDetector:
         flagged = observed >= threshold and observed >= min_fraction * count
         return Finding(kind, observed, expected, excess_score(observed, expected, threshold), flagged)
 
-    def _may_learn(self, pause: LearningPause, state: ClientState, findings: dict[str, Finding], kind: str,
-                   at_ms: int) -> bool:
-        return pause.allows(state.alerts.suspicious(findings, (kind,), self.s), state.alerts.any_open((kind,)),
-                            at_ms, self.pause_ms, self.relearn_ms)
+    def _may_learn(
+        self, pause: LearningPause, state: ClientState, findings: dict[str, Finding], kind: str, at_ms: int
+    ) -> bool:
+        return pause.allows(
+            state.alerts.suspicious(findings, (kind,), self.s),
+            state.alerts.any_open((kind,)),
+            at_ms,
+            self.pause_ms,
+            self.relearn_ms,
+        )
 
     def _learn(self, state: ClientState, window: ClientWindow, findings: dict[str, Finding]) -> None:
         end = window.window_end

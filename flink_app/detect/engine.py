@@ -53,8 +53,7 @@ class DetectionEngine:
         state = state or RouteState(route=window.route)
         return state, self._records("route", window.route, self.routes.on_window(state, window))
 
-    def on_client_window(self, state: ClientState | None,
-                         window: ClientWindow) -> tuple[ClientState, list[Anomaly]]:
+    def on_client_window(self, state: ClientState | None, window: ClientWindow) -> tuple[ClientState, list[Anomaly]]:
         state = state or ClientState(client_ip=window.client_ip)
         return state, self._records("client", window.client_ip, self.clients.on_window(state, window))
 
@@ -69,8 +68,9 @@ class DetectionEngine:
         if isinstance(state, RouteState):
             return state, self._records("route", state.route, self.routes.apply_due(state, now_ms, inclusive=True))
         if isinstance(state, ClientState):
-            return state, self._records("client", state.client_ip,
-                                        self.clients.apply_due(state, now_ms, inclusive=True))
+            return state, self._records(
+                "client", state.client_ip, self.clients.apply_due(state, now_ms, inclusive=True)
+            )
         return state, []
 
     def _records(self, subject_type: str, subject: str, transitions: list[Transition]) -> list[Anomaly]:
@@ -79,8 +79,20 @@ class DetectionEngine:
         now = int(self._clock_ms())
         ttl = now // 1000 + self.settings.anomaly_ttl_days * 86400
         # Floats always (a count is observed as an int): the record reads the same from every path.
-        return [Anomaly(kind=t.kind, subject_type=subject_type, subject=subject, window_start=t.window_start,
-                        window_end=t.window_end, observed=round(float(t.observed), 4),
-                        expected=round(float(t.expected), 4), score=round(float(t.score), 3), severity=t.severity,
-                        detected_at=now, ttl=ttl, phase=t.phase)
-                for t in transitions]
+        return [
+            Anomaly(
+                kind=t.kind,
+                subject_type=subject_type,
+                subject=subject,
+                window_start=t.window_start,
+                window_end=t.window_end,
+                observed=round(float(t.observed), 4),
+                expected=round(float(t.expected), 4),
+                score=round(float(t.score), 3),
+                severity=t.severity,
+                detected_at=now,
+                ttl=ttl,
+                phase=t.phase,
+            )
+            for t in transitions
+        ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 ROUTE_KINDS = ("spike", "drop", "silence", "error_surge", "latency_surge")
@@ -19,7 +19,7 @@ UNMATCHED_ROUTE = "UNMATCHED"
 PHASES = ("open", "escalate", "end")
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"

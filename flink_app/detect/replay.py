@@ -40,9 +40,15 @@ def subject_key(window: RouteWindow | ClientWindow) -> str:
     return f"client#{window.client_ip}"
 
 
-def replay(engine: DetectionEngine, route_windows: Iterable[RouteWindow], client_windows: Iterable[ClientWindow],
-           *, watermark_end: int | None = None, fire_timers: bool = True,
-           progress: Progress | None = None) -> ReplayResult:
+def replay(
+    engine: DetectionEngine,
+    route_windows: Iterable[RouteWindow],
+    client_windows: Iterable[ClientWindow],
+    *,
+    watermark_end: int | None = None,
+    fire_timers: bool = True,
+    progress: Progress | None = None,
+) -> ReplayResult:
     """Feed windows (each list ordered by ``window_end``) and timers to ``engine`` in event-time order.
 
     ``watermark_end``: the last watermark of the input. Windows that end after it are still open
@@ -110,14 +116,21 @@ def replay(engine: DetectionEngine, route_windows: Iterable[RouteWindow], client
     return ReplayResult(out, states, len(routes), judged_clients)
 
 
-def backtest(events: Iterable[Mapping[str, Any]], settings: DetectSettings | None = None,
-             geometry: WindowGeometry | None = None, *, watermark_delay_ms: int = 5_000,
-             clock_ms: Callable[[], int] | None = None, progress: Progress | None = None) -> ReplayResult:
+def backtest(
+    events: Iterable[Mapping[str, Any]],
+    settings: DetectSettings | None = None,
+    geometry: WindowGeometry | None = None,
+    *,
+    watermark_delay_ms: int = 5_000,
+    clock_ms: Callable[[], int] | None = None,
+    progress: Progress | None = None,
+) -> ReplayResult:
     """Events -> reference window aggregates -> engine: the whole job's detection, without Flink."""
     aggregates = aggregate(events, geometry)
     engine = DetectionEngine(settings, clock_ms)
     watermark_end = None if aggregates.max_ts is None else aggregates.max_ts - watermark_delay_ms - 1
-    result = replay(engine, aggregates.route_windows, aggregates.client_windows, watermark_end=watermark_end,
-                    progress=progress)
+    result = replay(
+        engine, aggregates.route_windows, aggregates.client_windows, watermark_end=watermark_end, progress=progress
+    )
     result.events = aggregates.events
     return result

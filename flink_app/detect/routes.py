@@ -80,9 +80,13 @@ class RouteDetector:
 
     def silence_deadline(self, state: RouteState) -> int | None:
         """When the next window must have arrived for this route not to be silent; None if not armed."""
-        if (state.silent or state.slide_ms == 0 or self.ignored(state.route)
-                or state.count.samples < self.s.route_warmup_windows
-                or self.expected_count(state, state.last_end) < self.s.silence_min_expected):
+        if (
+            state.silent
+            or state.slide_ms == 0
+            or self.ignored(state.route)
+            or state.count.samples < self.s.route_warmup_windows
+            or self.expected_count(state, state.last_end) < self.s.silence_min_expected
+        ):
             return None
         return state.last_end + state.slide_ms + int(self.s.silence_after_s * 1000)
 
@@ -106,8 +110,9 @@ class RouteDetector:
         if state.alerts.is_open("drop"):  # the drop was the outage's first minute: it ends as it turns silent
             out.append(state.alerts.end("drop", at))
         expected = self.expected_count(state, at)
-        finding = Finding("silence", 0.0, expected,
-                          excess_score(0.0, expected, expected - self.s.silence_min_expected), flagged=True)
+        finding = Finding(
+            "silence", 0.0, expected, excess_score(0.0, expected, expected - self.s.silence_min_expected), flagged=True
+        )
         out.extend(state.alerts.observe(finding, state.last_end, at, self.s))
         state.alerts.open["silence"].held = True
         state.silent = True
@@ -152,8 +157,9 @@ class RouteDetector:
 
     def count_noise(self, baseline: EwmaBaseline, expected: float) -> float:
         """The count's spread: measured, but never below Poisson noise or a fraction of the expected."""
-        return max(baseline.std, self.s.route_noise_poisson * math.sqrt(max(expected, 1.0)),
-                   self.s.route_noise_rel * expected)
+        return max(
+            baseline.std, self.s.route_noise_poisson * math.sqrt(max(expected, 1.0)), self.s.route_noise_rel * expected
+        )
 
     def _findings(self, state: RouteState, window: RouteWindow, partial: bool) -> list[Finding]:
         s = self.s
@@ -162,34 +168,67 @@ class RouteDetector:
             expected = self.expected_count(state, window.window_end)
             noise = self.count_noise(state.count, expected)
             threshold = max(s.spike_min_count, s.spike_ratio * expected, expected + s.spike_z * noise)
-            findings.append(Finding("spike", window.count, expected, excess_score(window.count, expected, threshold),
-                                    window.count >= threshold))
+            findings.append(
+                Finding(
+                    "spike",
+                    window.count,
+                    expected,
+                    excess_score(window.count, expected, threshold),
+                    window.count >= threshold,
+                )
+            )
             if not partial and expected >= s.drop_min_expected:
                 threshold = min(s.drop_ratio * expected, expected - s.drop_z * noise)
-                findings.append(Finding("drop", window.count, expected,
-                                        excess_score(window.count, expected, threshold), window.count <= threshold))
+                findings.append(
+                    Finding(
+                        "drop",
+                        window.count,
+                        expected,
+                        excess_score(window.count, expected, threshold),
+                        window.count <= threshold,
+                    )
+                )
         if state.errors.samples >= s.route_warmup_windows and window.count > 0:
             expected = state.errors.rate
             base = max(expected, s.error_rate_floor)
-            threshold = max(s.error_min_rate, s.error_ratio * expected,
-                            base + s.error_z * math.sqrt(base * (1 - base) / window.count))
+            threshold = max(
+                s.error_min_rate,
+                s.error_ratio * expected,
+                base + s.error_z * math.sqrt(base * (1 - base) / window.count),
+            )
             observed = window.errors_5xx / window.count
-            findings.append(Finding("error_surge", observed, expected, excess_score(observed, expected, threshold),
-                                    observed >= threshold and window.errors_5xx >= s.error_min_count))
+            findings.append(
+                Finding(
+                    "error_surge",
+                    observed,
+                    expected,
+                    excess_score(observed, expected, threshold),
+                    observed >= threshold and window.errors_5xx >= s.error_min_count,
+                )
+            )
         if state.latency.samples >= s.route_warmup_windows and window.count >= s.latency_min_count:
             expected_log = state.latency.mean
             noise = max(state.latency.std, s.latency_noise_rel)
             threshold = max(expected_log + math.log(s.latency_ratio), expected_log + s.latency_z * noise)
             observed_log = typical_latency_log(window)
             score = excess_score(observed_log, expected_log, threshold)
-            findings.append(Finding("latency_surge", math.exp(observed_log), math.exp(expected_log), score,
-                                    observed_log >= threshold))
+            findings.append(
+                Finding(
+                    "latency_surge", math.exp(observed_log), math.exp(expected_log), score, observed_log >= threshold
+                )
+            )
         return findings
 
-    def _may_learn(self, pause: LearningPause, state: RouteState, findings: dict[str, Finding],
-                   kinds: tuple[str, ...], at_ms: int) -> bool:
-        return pause.allows(state.alerts.suspicious(findings, kinds, self.s), state.alerts.any_open(kinds), at_ms,
-                            self.pause_ms, self.relearn_ms)
+    def _may_learn(
+        self, pause: LearningPause, state: RouteState, findings: dict[str, Finding], kinds: tuple[str, ...], at_ms: int
+    ) -> bool:
+        return pause.allows(
+            state.alerts.suspicious(findings, kinds, self.s),
+            state.alerts.any_open(kinds),
+            at_ms,
+            self.pause_ms,
+            self.relearn_ms,
+        )
 
     def _learn(self, state: RouteState, window: RouteWindow, partial: bool, findings: dict[str, Finding]) -> None:
         s, end = self.s, window.window_end
@@ -199,9 +238,11 @@ class RouteDetector:
             state.count.update(float(window.count), end, self.halflife_ms, clip, spread=state.count_pause.calm)
         if window.count > 0 and self._may_learn(state.errors_pause, state, findings, ("error_surge",), end):
             state.errors.update(float(window.errors_5xx), float(window.count), end, self.halflife_ms)
-        if window.count >= s.latency_min_count and self._may_learn(state.latency_pause, state, findings,
-                                                                   ("latency_surge",), end):
+        if window.count >= s.latency_min_count and self._may_learn(
+            state.latency_pause, state, findings, ("latency_surge",), end
+        ):
             noise = max(state.latency.std, s.latency_noise_rel)
             clip = s.route_clip_z * noise if state.latency.samples else None
-            state.latency.update(typical_latency_log(window), end, self.halflife_ms, clip,
-                                 spread=state.latency_pause.calm)
+            state.latency.update(
+                typical_latency_log(window), end, self.halflife_ms, clip, spread=state.latency_pause.calm
+            )

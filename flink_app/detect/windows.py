@@ -116,20 +116,41 @@ def aggregate(events: Iterable[Mapping[str, Any]], geometry: WindowGeometry | No
         cagg[3] += status == 404
         cagg[4] += status in (401, 403)
 
-    route_rows = [RouteWindow(route=route, window_start=start, window_end=start + g.route_size_ms, count=int(a[0]),
-                              errors_4xx=int(a[1]), errors_5xx=int(a[2]), latency_mean=a[3] / a[0],
-                              latency_max=a[4], latency_log_mean=a[5] / a[0])
-                  for (start, route), a in routes.items()]
+    route_rows = [
+        RouteWindow(
+            route=route,
+            window_start=start,
+            window_end=start + g.route_size_ms,
+            count=int(a[0]),
+            errors_4xx=int(a[1]),
+            errors_5xx=int(a[2]),
+            latency_mean=a[3] / a[0],
+            latency_max=a[4],
+            latency_log_mean=a[5] / a[0],
+        )
+        for (start, route), a in routes.items()
+    ]
     route_rows.sort(key=lambda w: (w.window_end, w.route))
 
     population: dict[int, list[int]] = defaultdict(list)
     for (start, _ip), cagg in clients.items():
         population[start].append(cagg[0])
     figures = {start: population_figures(counts) for start, counts in population.items()}
-    client_rows = [ClientWindow(client_ip=ip, window_start=start, window_end=start + g.client_size_ms,
-                                count=c[0], distinct_routes=len(c[1]), unmatched=c[2], not_found=c[3],
-                                auth_failures=c[4], pop_clients=figures[start][0], pop_mean_count=figures[start][1],
-                                pop_std_count=figures[start][2])
-                   for (start, ip), c in clients.items()]
+    client_rows = [
+        ClientWindow(
+            client_ip=ip,
+            window_start=start,
+            window_end=start + g.client_size_ms,
+            count=c[0],
+            distinct_routes=len(c[1]),
+            unmatched=c[2],
+            not_found=c[3],
+            auth_failures=c[4],
+            pop_clients=figures[start][0],
+            pop_mean_count=figures[start][1],
+            pop_std_count=figures[start][2],
+        )
+        for (start, ip), c in clients.items()
+    ]
     client_rows.sort(key=lambda w: (w.window_end, w.client_ip))
     return Aggregates(route_rows, client_rows, n_events, max_ts)

@@ -25,20 +25,29 @@ from pulse_local.emulator import free_port
 from pulse_local.traffic import Injection, TrafficGenerator, TrafficSpec
 
 # Small windows keep the tests short: a 4 s route window sliding by 2 s, 4 s client windows.
-WINDOWS = {"route.size.s": "4", "route.slide.s": "2", "client.size.s": "4",
-           "watermark.delay.s": "1", "idle.timeout.s": "2"}
+WINDOWS = {
+    "route.size.s": "4",
+    "route.slide.s": "2",
+    "client.size.s": "4",
+    "watermark.delay.s": "1",
+    "idle.timeout.s": "2",
+}
 DETECT = {"route.warmup.windows": "4"}
 
 
 def small_config(*groups: dict[str, Any]) -> JobConfig:
     """A configuration with test-sized windows plus the given property groups."""
-    return JobConfig.from_property_groups([
-        {"PropertyGroupId": "pulse.windows", "PropertyMap": WINDOWS},
-        {"PropertyGroupId": "pulse.detect", "PropertyMap": DETECT},
-        {"PropertyGroupId": "pulse.job", "PropertyMap": {"checkpoint.interval.s": "2",
-                                                         "python.bundle.time.ms": "100"}},
-        *groups,
-    ])
+    return JobConfig.from_property_groups(
+        [
+            {"PropertyGroupId": "pulse.windows", "PropertyMap": WINDOWS},
+            {"PropertyGroupId": "pulse.detect", "PropertyMap": DETECT},
+            {
+                "PropertyGroupId": "pulse.job",
+                "PropertyMap": {"checkpoint.interval.s": "2", "python.bundle.time.ms": "100"},
+            },
+            *groups,
+        ]
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -110,10 +119,12 @@ MALFORMED_RECORDS = (
     '"a string"',
     '{"ts": "yesterday", "route": "/x"}',
     '{"v": 1}',
-    json.dumps({"v": 1, "ts": START_MS + 5000, "route": "/x", "status": "teapot", "latency_ms": 1,
-                "client_ip": "10.9.9.9"}),
-    json.dumps({"v": 1, "ts": START_MS + 6000, "route": "/x" * 20000, "status": 200, "latency_ms": 1,
-                "client_ip": "10.9.9.9"}),
+    json.dumps(
+        {"v": 1, "ts": START_MS + 5000, "route": "/x", "status": "teapot", "latency_ms": 1, "client_ip": "10.9.9.9"}
+    ),
+    json.dumps(
+        {"v": 1, "ts": START_MS + 6000, "route": "/x" * 20000, "status": 200, "latency_ms": 1, "client_ip": "10.9.9.9"}
+    ),
 )
 
 
@@ -155,8 +166,14 @@ def malformed_lines(near: dict[str, Any]) -> list[str]:
     """Records the job must count and set aside; those with a usable ``ts`` take ``near``'s, so that
     they do not move the watermark."""
     ts = near["ts"]
-    return ["not json", '"a string"', '{"ts": "yesterday", "route": "/x"}', '{"v": 1}',
-            json.dumps({**near, "status": "teapot"}), json.dumps({**near, "ts": ts, "route": "/x" * 20_000})]
+    return [
+        "not json",
+        '"a string"',
+        '{"ts": "yesterday", "route": "/x"}',
+        '{"v": 1}',
+        json.dumps({**near, "status": "teapot"}),
+        json.dumps({**near, "ts": ts, "route": "/x" * 20_000}),
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -168,9 +185,14 @@ def labelled_input() -> LabelledInput:
     half = len(events) // 2
     bad = malformed_lines(events[half - 1])
     lines = [json.dumps(e) for e in events[:half]] + bad + [json.dumps(e) for e in events[half:]]
-    config = JobConfig.from_property_groups([
-        {"PropertyGroupId": "pulse.job", "PropertyMap": {"checkpoint.interval.s": "2", "python.bundle.time.ms": "100"}},
-    ])
+    config = JobConfig.from_property_groups(
+        [
+            {
+                "PropertyGroupId": "pulse.job",
+                "PropertyMap": {"checkpoint.interval.s": "2", "python.bundle.time.ms": "100"},
+            },
+        ]
+    )
     delay_ms = config.windows.watermark_delay_s * 1000
     expected = backtest(events, config.detect, watermark_delay_ms=delay_ms).anomalies
     last_watermark = max(e["ts"] for e in events) - delay_ms - 1

@@ -31,7 +31,8 @@ def test_the_labelled_input_exercises_every_kind(labelled_input: LabelledInput) 
 
 
 def test_backtest_writes_exactly_the_records_of_the_pure_python_backtest(
-        labelled_input: LabelledInput, flink_backtest: FlinkBacktest) -> None:
+    labelled_input: LabelledInput, flink_backtest: FlinkBacktest
+) -> None:
     # given labelled traffic with every kind injected and malformed lines (the flink_backtest fixture)
     # then every record but its wall-clock fields is the pure-Python backtest's: keys, phases, figures
     assert comparable(flink_backtest.result.anomalies) == comparable(labelled_input.expected)
@@ -54,11 +55,16 @@ def test_the_sql_stages_compute_the_reference_windows(labelled_input: LabelledIn
     t_env = job.create_environment(config, bounded=True).t_env
     t_env.execute_sql(sources.source_ddl(config))  # type: ignore[attr-defined]
     columns = ", ".join(f"`{name}` {sql_type}" for name, sql_type in stages.WINDOW_COLUMNS)
-    t_env.execute_sql(f"CREATE TEMPORARY TABLE windows_out ({columns}) WITH ("  # type: ignore[attr-defined]
-                      f"'connector' = 'filesystem', 'path' = '{tmp_path / 'windows'}', 'format' = 'json')")
+    t_env.execute_sql(
+        f"CREATE TEMPORARY TABLE windows_out ({columns}) WITH ("  # type: ignore[attr-defined]
+        f"'connector' = 'filesystem', 'path' = '{tmp_path / 'windows'}', 'format' = 'json')"
+    )
     stages.register(t_env, config).windows.execute_insert("windows_out").wait()  # type: ignore[arg-type]
-    windows = [window_from_values(json.loads(line)) for part in sorted((tmp_path / "windows").rglob("part-*"))
-               for line in part.read_text().splitlines()]
+    windows = [
+        window_from_values(json.loads(line))
+        for part in sorted((tmp_path / "windows").rglob("part-*"))
+        for line in part.read_text().splitlines()
+    ]
     # then the client windows are exactly the reference's candidates, population figures to the last bit
     reference = aggregate(labelled_input.events, WindowGeometry.from_config(config.windows))
     admit = CandidateFloors.from_settings(config.detect).admit
@@ -69,9 +75,23 @@ def test_the_sql_stages_compute_the_reference_windows(labelled_input: LabelledIn
     routes = sorted((w for w in windows if isinstance(w, RouteWindow)), key=lambda w: (w.window_end, w.route))
     assert len(routes) == len(reference.route_windows)
     for got, want in zip(routes, reference.route_windows, strict=True):
-        assert (got.route, got.window_start, got.window_end, got.count, got.errors_4xx, got.errors_5xx,
-                got.latency_max) == (want.route, want.window_start, want.window_end, want.count, want.errors_4xx,
-                                     want.errors_5xx, want.latency_max)
+        assert (
+            got.route,
+            got.window_start,
+            got.window_end,
+            got.count,
+            got.errors_4xx,
+            got.errors_5xx,
+            got.latency_max,
+        ) == (
+            want.route,
+            want.window_start,
+            want.window_end,
+            want.count,
+            want.errors_4xx,
+            want.errors_5xx,
+            want.latency_max,
+        )
         assert got.latency_mean == pytest.approx(want.latency_mean, rel=1e-12)
         assert got.latency_log_mean == pytest.approx(want.latency_log_mean, rel=1e-12, abs=1e-12)
 

@@ -31,8 +31,12 @@ def put(emulator: Emulator, stream_arn: str, records: Iterable[Any]) -> None:
     batch: list[dict[str, Any]] = []
     for n, record in enumerate(records):
         data = record if isinstance(record, str) else json.dumps(record)
-        batch.append({"Data": data.encode(), "PartitionKey": str(record.get("id", n)) if isinstance(record, dict)
-                      else f"bad-{n}"})
+        batch.append(
+            {
+                "Data": data.encode(),
+                "PartitionKey": str(record.get("id", n)) if isinstance(record, dict) else f"bad-{n}",
+            }
+        )
         if len(batch) == 500:
             assert kinesis.put_records(StreamARN=stream_arn, Records=batch)["FailedRecordCount"] == 0
             batch = []
@@ -75,20 +79,34 @@ def first_run(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory, conn
         first.insert(50 + offset * 100, record)
     put(emulator, stream_arn, first)
     groups = [
-        {"PropertyGroupId": "pulse.source",
-         "PropertyMap": {"stream.arn": stream_arn, "aws.endpoint": emulator.endpoint, "init.position": "TRIM_HORIZON"}},
-        {"PropertyGroupId": "pulse.sink",
-         "PropertyMap": {"table.name": table, "aws.endpoint": emulator.endpoint, "aws.region": emulator.region}},
+        {
+            "PropertyGroupId": "pulse.source",
+            "PropertyMap": {
+                "stream.arn": stream_arn,
+                "aws.endpoint": emulator.endpoint,
+                "init.position": "TRIM_HORIZON",
+            },
+        },
+        {
+            "PropertyGroupId": "pulse.sink",
+            "PropertyMap": {"table.name": table, "aws.endpoint": emulator.endpoint, "aws.region": emulator.region},
+        },
     ]
     config_file = tmp_path_factory.mktemp("flink") / "properties.json"
     config_file.write_text(json.dumps(groups))
     with running_job(small_config(*groups)) as flink:
         first_items = poll(lambda: [i for i in items(emulator, table) if i["subject"] == FIRST], 180, "the spike item")
-        rejected = poll(lambda: flink.metric(REJECTED_METRIC) >= len(MALFORMED_RECORDS) and
-                        flink.metric(REJECTED_METRIC), 60, "the rejected-records metric")
+        rejected = poll(
+            lambda: flink.metric(REJECTED_METRIC) >= len(MALFORMED_RECORDS) and flink.metric(REJECTED_METRIC),
+            60,
+            "the rejected-records metric",
+        )
         put(emulator, stream_arn, incident(START_MS + 60_000, 60, SECOND, spike_at_s=40))
-        later = poll(lambda: [i for i in items(emulator, table) if i["subject"] == SECOND] and items(emulator, table),
-                     120, "the second spike item")
+        later = poll(
+            lambda: [i for i in items(emulator, table) if i["subject"] == SECOND] and items(emulator, table),
+            120,
+            "the second spike item",
+        )
         status = flink.status()
     return FirstRun(emulator, stream_arn, table, config_file, first_items, rejected, later, status)
 
@@ -115,6 +133,7 @@ def test_replaying_the_same_stream_overwrites_instead_of_duplicating(first_run: 
     # when: the job reads the same stream again from its start
     groups = json.loads(first_run.config_file.read_text())
     with running_job(small_config(*groups)):
+
         def all_rewritten() -> dict[tuple[str, str], int] | None:
             now = {(i["pk"], i["sk"]): int(i["detected_at"]) for i in items(first_run.emulator, first_run.table)}
             return now if all(now.get(key, 0) > at for key, at in before.items()) else None

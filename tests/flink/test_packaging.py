@@ -18,10 +18,16 @@ FACTORY_SERVICES = "META-INF/services/org.apache.flink.table.factories.Factory"
 
 
 def test_the_zip_holds_the_entry_file_the_job_its_dependencies_and_one_connector_jar(
-        connector_jar: Path, tmp_path: Path) -> None:
+    connector_jar: Path, tmp_path: Path
+) -> None:
     # when
-    subprocess.run([sys.executable, "-m", "flink_app.packaging", "--jar", str(connector_jar), "--out", str(tmp_path)],
-                   cwd=ROOT, check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "flink_app.packaging", "--jar", str(connector_jar), "--out", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
 
     # then: the layout the run options point at
     with zipfile.ZipFile(tmp_path / "pulse-flink.zip") as archive:
@@ -36,8 +42,11 @@ def test_the_zip_holds_the_entry_file_the_job_its_dependencies_and_one_connector
         jar = zipfile.ZipFile(io.BytesIO(archive.read(jars[0])))
 
     # and the JAR registers both table factories
-    factories = [line.strip() for line in jar.read(FACTORY_SERVICES).decode().splitlines()
-                 if line.strip() and not line.startswith("#")]
+    factories = [
+        line.strip()
+        for line in jar.read(FACTORY_SERVICES).decode().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert any("kinesis" in f.lower() for f in factories), factories
     assert any("dynamodb" in f.lower() for f in factories), factories
     assert not [n for n in jar.namelist() if n.upper().endswith((".SF", ".DSA", ".RSA"))]

@@ -24,8 +24,12 @@ pytestmark = [pytest.mark.flink, pytest.mark.slow]
 
 def anomalies_in(directory: Path) -> list[dict[str, Any]]:
     """The records of every committed part file (in-progress files are hidden until a checkpoint)."""
-    return [json.loads(line) for part in sorted(directory.rglob("part-*")) if not part.name.startswith(".")
-            for line in part.read_text().splitlines()]
+    return [
+        json.loads(line)
+        for part in sorted(directory.rglob("part-*"))
+        if not part.name.startswith(".")
+        for line in part.read_text().splitlines()
+    ]
 
 
 def after_the_input(record: dict[str, Any]) -> bool:
@@ -34,20 +38,25 @@ def after_the_input(record: dict[str, Any]) -> bool:
 
 
 def test_the_streaming_job_reports_exactly_what_backtest_reports(
-        labelled_input: LabelledInput, flink_backtest: FlinkBacktest, tmp_path: Path) -> None:
+    labelled_input: LabelledInput, flink_backtest: FlinkBacktest, tmp_path: Path
+) -> None:
     # given a streaming job watching an empty directory (one reader, so the files are read in order)
     inbox, outbox = tmp_path / "in", tmp_path / "out"
     inbox.mkdir()
-    groups = [*labelled_input.config.to_property_groups(),
-              {"PropertyGroupId": "pulse.source", "PropertyMap": {"kind": "filesystem", "path": str(inbox),
-                                                                  "monitor.interval.s": "1"}},
-              {"PropertyGroupId": "pulse.sink", "PropertyMap": {"kind": "jsonl", "path": str(outbox)}}]
+    groups = [
+        *labelled_input.config.to_property_groups(),
+        {
+            "PropertyGroupId": "pulse.source",
+            "PropertyMap": {"kind": "filesystem", "path": str(inbox), "monitor.interval.s": "1"},
+        },
+        {"PropertyGroupId": "pulse.sink", "PropertyMap": {"kind": "jsonl", "path": str(outbox)}},
+    ]
     for group in groups:
         if group["PropertyGroupId"] == "pulse.job":
             group["PropertyMap"]["parallelism"] = "1"
     config = JobConfig.from_property_groups(groups)
     first_file = labelled_input.lines.index(next(line for line in labelled_input.lines if not line.startswith("{")))
-    first = labelled_input.lines[:first_file + labelled_input.malformed]
+    first = labelled_input.lines[: first_file + labelled_input.malformed]
     expected = comparable(flink_backtest.result.anomalies)
     last_watermark = labelled_input.last_watermark
 
@@ -55,7 +64,7 @@ def test_the_streaming_job_reports_exactly_what_backtest_reports(
         # when the first half arrives, then (once read to its malformed end) the second
         labelled_input.write(inbox / "001.jsonl", first)
         poll(lambda: flink.metric(REJECTED_METRIC) >= labelled_input.malformed, 120, "the first file to be read")
-        labelled_input.write(inbox / "002.jsonl", labelled_input.lines[len(first):])
+        labelled_input.write(inbox / "002.jsonl", labelled_input.lines[len(first) :])
 
         def reported() -> list[dict[str, Any]] | None:
             found = [r for r in anomalies_in(outbox) if r["window_end"] <= last_watermark]

@@ -15,8 +15,10 @@ def test_defaults_work_and_render_no_groups() -> None:
 
 def test_property_groups_round_trip() -> None:
     groups = [
-        {"PropertyGroupId": "pulse.source", "PropertyMap": {"stream.arn": "arn:aws:kinesis:us-east-1:1:stream/s",
-                                                            "init.position": "TRIM_HORIZON"}},
+        {
+            "PropertyGroupId": "pulse.source",
+            "PropertyMap": {"stream.arn": "arn:aws:kinesis:us-east-1:1:stream/s", "init.position": "TRIM_HORIZON"},
+        },
         {"PropertyGroupId": "pulse.windows", "PropertyMap": {"route.size.s": "30", "route.slide.s": "5"}},
         {"PropertyGroupId": "kinesis.analytics.flink.run.options", "PropertyMap": {"python": "main.py"}},
     ]
@@ -29,10 +31,14 @@ def test_property_groups_round_trip() -> None:
 @pytest.mark.parametrize(
     ("groups", "named"),
     [
-        ([{"PropertyGroupId": "pulse.windows", "PropertyMap": {"route.sise.s": "30"}}],
-         "pulse.windows: unknown key 'route.sise.s'"),
-        ([{"PropertyGroupId": "pulse.windows", "PropertyMap": {"route.size.s": "many"}}],
-         "pulse.windows: route.size.s"),
+        (
+            [{"PropertyGroupId": "pulse.windows", "PropertyMap": {"route.sise.s": "30"}}],
+            "pulse.windows: unknown key 'route.sise.s'",
+        ),
+        (
+            [{"PropertyGroupId": "pulse.windows", "PropertyMap": {"route.size.s": "many"}}],
+            "pulse.windows: route.size.s",
+        ),
         ([{"PropertyGroupId": "pulse.bogus", "PropertyMap": {}}], "unknown property group 'pulse.bogus'"),
     ],
 )

@@ -28,7 +28,11 @@ def test_an_incident_escalates_through_each_severity_once_then_ends_with_its_pea
     windows = route_windows(poisson_slides(rates))
     anomalies = run_routes(engine(), windows)
     assert [(a.phase, a.severity) for a in anomalies] == [
-        ("open", "low"), ("escalate", "medium"), ("escalate", "high"), ("end", "high")]
+        ("open", "low"),
+        ("escalate", "medium"),
+        ("escalate", "high"),
+        ("end", "high"),
+    ]
     first, end = anomalies[0], anomalies[-1]
     # the end record spans the incident and carries its peak (of every window, reported or not)
     assert end.window_start == first.window_start

@@ -62,8 +62,7 @@ def test_the_population_sets_the_bar_for_a_burst() -> None:
     # given the same new client at 300 a minute
     def window(pop_mean: float, pop_std: float) -> ClientWindow:
         n = 500
-        return ClientWindow(ATTACKER, T0, T0 + SIZE_MS, 300, 3, 0, 0, 0, n, (pop_mean * (n - 1) + 300) / n,
-                            pop_std)
+        return ClientWindow(ATTACKER, T0, T0 + SIZE_MS, 300, 3, 0, 0, 0, n, (pop_mean * (n - 1) + 300) / n, pop_std)
 
     detector = engine()
     # then it is a burst among clients of 3 +- 5 requests, but not among clients of 40 +- 30
@@ -76,8 +75,9 @@ def test_the_population_sets_the_bar_for_a_burst() -> None:
 def test_a_path_scan_is_found_and_a_client_with_a_few_404s_is_not() -> None:
     scanner = {m: {ATTACKER: {"count": 90, "unmatched": 70, "not_found": 85}} for m in range(5, 9)}
     shopper = {m: {"198.51.99.1": {"count": 200, "not_found": 15}} for m in range(5, 9)}
-    anomalies = run_clients(engine(), minutes(12, at=scanner | {m: scanner.get(m, {}) | shopper.get(m, {})
-                                                               for m in range(5, 9)}))
+    anomalies = run_clients(
+        engine(), minutes(12, at=scanner | {m: scanner.get(m, {}) | shopper.get(m, {}) for m in range(5, 9)})
+    )
     assert [(a.kind, a.subject, a.observed) for a in opened(anomalies)] == [("ip_scan", ATTACKER, 85.0)]
 
 
@@ -135,8 +135,9 @@ def test_a_client_learns_its_own_level_from_its_candidate_windows_only() -> None
     # given a client that alternates 150 (a candidate) and 20 (not) requests a minute
     traffic = minutes(12, at={m: {ATTACKER: {"count": 150 if m % 2 else 20}} for m in range(12)})
     detector = engine()
-    result = replay(detector, [], sorted((w for minute in traffic for w in minute),
-                                         key=lambda w: (w.window_end, w.client_ip)))
+    result = replay(
+        detector, [], sorted((w for minute in traffic for w in minute), key=lambda w: (w.window_end, w.client_ip))
+    )
     # then its own level is that of its candidate minutes (the 20s, never seen, do not pull it down)
     own = result.states[f"client#{ATTACKER}"]
     assert isinstance(own, ClientState)

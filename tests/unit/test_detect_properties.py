@@ -14,8 +14,12 @@ FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChe
 
 
 @FAST
-@given(count=st.integers(1, 1_000_000), errors_per_mille=st.integers(0, 1000), latency=st.floats(0.5, 30_000),
-       slides=st.integers(40, 400))
+@given(
+    count=st.integers(1, 1_000_000),
+    errors_per_mille=st.integers(0, 1000),
+    latency=st.floats(0.5, 30_000),
+    slides=st.integers(40, 400),
+)
 def test_a_constant_series_never_alerts(count: int, errors_per_mille: int, latency: float, slides: int) -> None:
     slide = Slide(count, count * errors_per_mille // 1000, latency)
     assert run_routes(engine(), route_windows([slide] * slides)) == []
@@ -27,7 +31,9 @@ def flagged(anomalies: list[Anomaly]) -> list[tuple[str, str, int, str, float]]:
 
 busy_series = st.lists(st.integers(100, 500), min_size=60, max_size=260).flatmap(
     lambda base: st.lists(st.sampled_from([1, 1, 1, 1, 0.3, 0.1, 3, 6]), min_size=len(base), max_size=len(base)).map(
-        lambda factors: [max(1, int(b * f)) for b, f in zip(base, factors, strict=True)]))
+        lambda factors: [max(1, int(b * f)) for b, f in zip(base, factors, strict=True)]
+    )
+)
 
 
 @FAST
@@ -42,10 +48,13 @@ def test_scaling_every_count_changes_nothing_that_is_flagged(counts: list[int], 
 
 
 @FAST
-@given(counts=st.lists(st.sampled_from([0, 0, 2, 10, 20, 20, 20, 20, 40, 120]), min_size=50, max_size=400),
-       errors=st.lists(st.integers(0, 10), min_size=50, max_size=400))
+@given(
+    counts=st.lists(st.sampled_from([0, 0, 2, 10, 20, 20, 20, 20, 40, 120]), min_size=50, max_size=400),
+    errors=st.lists(st.integers(0, 10), min_size=50, max_size=400),
+)
 def test_every_incident_is_open_then_at_most_two_escalations_then_end_each_under_its_own_key(
-        counts: list[int], errors: list[int]) -> None:
+    counts: list[int], errors: list[int]
+) -> None:
     slides = [Slide(c, min(e, c), 50.0 * (1 + e)) for c, e in zip(counts, errors, strict=False)]
     detector = engine(route_warmup_windows=5, silence_min_expected=10)
     anomalies = run_routes(detector, route_windows(slides, tail=True))

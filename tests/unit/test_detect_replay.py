@@ -23,9 +23,16 @@ def events(n: int, seed: int = 1, span_ms: int = 300_000) -> list[dict[str, Any]
     rng = np.random.default_rng(seed)
     ts = np.sort(rng.integers(T0, T0 + span_ms, n))
     statuses = [200, 401, 403, 404, 500]
-    return [{"ts": int(t), "route": ROUTES[int(rng.integers(0, 3))], "status": int(rng.choice(statuses)),
-             "latency_ms": float(rng.uniform(0, 900)), "client_ip": f"192.0.2.{int(rng.integers(1, 6))}"}
-            for t in ts]
+    return [
+        {
+            "ts": int(t),
+            "route": ROUTES[int(rng.integers(0, 3))],
+            "status": int(rng.choice(statuses)),
+            "latency_ms": float(rng.uniform(0, 900)),
+            "client_ip": f"192.0.2.{int(rng.integers(1, 6))}",
+        }
+        for t in ts
+    ]
 
 
 def test_route_windows_are_every_hop_window_that_holds_a_request() -> None:
@@ -47,7 +54,10 @@ def test_route_windows_are_every_hop_window_that_holds_a_request() -> None:
             w = windows[(route, start)]
             latencies = [e["latency_ms"] for e in inside]
             assert (w.count, w.errors_4xx, w.errors_5xx) == (
-                len(inside), sum(400 <= e["status"] < 500 for e in inside), sum(e["status"] >= 500 for e in inside))
+                len(inside),
+                sum(400 <= e["status"] < 500 for e in inside),
+                sum(e["status"] >= 500 for e in inside),
+            )
             assert w.window_end == start + 60_000
             assert w.latency_mean == pytest.approx(sum(latencies) / len(latencies))
             assert w.latency_max == max(latencies)
@@ -66,9 +76,12 @@ def test_client_windows_carry_their_population() -> None:
         for w in minute:
             inside = [e for e in sample if e["client_ip"] == w.client_ip and end - 60_000 <= e["ts"] < end]
             assert (w.count, w.unmatched, w.not_found, w.auth_failures, w.distinct_routes) == (
-                len(inside), sum(e["route"] == UNMATCHED_ROUTE for e in inside),
-                sum(e["status"] == 404 for e in inside), sum(e["status"] in (401, 403) for e in inside),
-                len({e["route"] for e in inside}))
+                len(inside),
+                sum(e["route"] == UNMATCHED_ROUTE for e in inside),
+                sum(e["status"] == 404 for e in inside),
+                sum(e["status"] in (401, 403) for e in inside),
+                len({e["route"] for e in inside}),
+            )
             assert (w.pop_clients, w.pop_mean_count) == (len(minute), pytest.approx(mean))
             assert w.pop_std_count == pytest.approx(math.sqrt(sum((c - mean) ** 2 for c in counts) / len(counts)))
 
@@ -77,8 +90,9 @@ def test_windows_still_open_when_the_input_ends_are_not_judged() -> None:
     # given a busy route whose input simply ends (the route does not stop; the file does)
     rng = np.random.default_rng(3)
     ts = np.sort(rng.integers(T0, T0 + 3_600_000, 12_000))
-    sample = [{"ts": int(t), "route": "/items", "status": 200, "latency_ms": 40.0, "client_ip": "192.0.2.1"}
-              for t in ts]
+    sample = [
+        {"ts": int(t), "route": "/items", "status": 200, "latency_ms": 40.0, "client_ip": "192.0.2.1"} for t in ts
+    ]
     # then neither the fading last windows nor the end of time look like a drop or a silence
     result = backtest(sample, clock_ms=lambda: CLOCK_MS)
     assert result.anomalies == []

@@ -111,8 +111,11 @@ def test_one_slow_request_in_a_window_is_not_a_latency_surge() -> None:
 
     def with_outlier(w: RouteWindow) -> RouteWindow:
         return dataclasses.replace(
-            w, latency_max=5000.0, latency_mean=(w.latency_mean * (w.count - 1) + 5000) / w.count,
-            latency_log_mean=(w.latency_log_mean * (w.count - 1) + math.log(5000)) / w.count)
+            w,
+            latency_max=5000.0,
+            latency_mean=(w.latency_mean * (w.count - 1) + 5000) / w.count,
+            latency_log_mean=(w.latency_log_mean * (w.count - 1) + math.log(5000)) / w.count,
+        )
 
     windows = [with_outlier(w) if any(0 <= slot_of(w.window_end) - s < 6 for s in outlier_at) else w for w in windows]
     assert run_routes(engine(), windows) == []
@@ -180,8 +183,13 @@ def test_a_flagged_window_does_not_shift_the_baseline() -> None:
     before = (state.count.mean, state.count.abs_dev, state.errors.rate, state.latency.mean)
     # when a window ten times as busy (and failing) arrives
     last = route_windows(poisson_slides([BUSY] * WARM))[-1]
-    spike = dataclasses.replace(last, window_start=last.window_start + SLIDE_MS, window_end=last.window_end + SLIDE_MS,
-                                count=10 * last.count, errors_5xx=5 * last.count)
+    spike = dataclasses.replace(
+        last,
+        window_start=last.window_start + SLIDE_MS,
+        window_end=last.window_end + SLIDE_MS,
+        count=10 * last.count,
+        errors_5xx=5 * last.count,
+    )
     state, found = detector.on_route_window(state, spike)
     # then it is flagged, and no baseline moved
     assert {a.kind for a in found} == {"spike", "error_surge"}

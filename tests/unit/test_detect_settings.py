@@ -26,23 +26,36 @@ def test_every_setting_is_documented_with_its_default() -> None:
         default = field.default
         shown = documented[field.alias]
         assert (shown == str(default).lower()) if isinstance(default, bool) else float(shown) == float(default), (
-            f"{field.alias}: docs say {shown}, code says {default}")
+            f"{field.alias}: docs say {shown}, code says {default}"
+        )
     assert set(documented) == {f.alias for f in DetectSettings.model_fields.values()}
 
 
 def test_settings_come_from_the_pulse_detect_property_group() -> None:
-    config = JobConfig.from_property_groups([{"PropertyGroupId": "pulse.detect", "PropertyMap": {
-        "spike.ratio": "4", "route.detect.unmatched": "true", "alert.cooldown.s": "300"}}])
+    config = JobConfig.from_property_groups(
+        [
+            {
+                "PropertyGroupId": "pulse.detect",
+                "PropertyMap": {"spike.ratio": "4", "route.detect.unmatched": "true", "alert.cooldown.s": "300"},
+            }
+        ]
+    )
     assert (config.detect.spike_ratio, config.detect.route_detect_unmatched, config.detect.alert_cooldown_s) == (
-        4.0, True, 300.0)
+        4.0,
+        True,
+        300.0,
+    )
     assert JobConfig.from_property_groups(config.to_property_groups()) == config
 
 
-@pytest.mark.parametrize(("key", "value", "named"), [
-    ("spike.ratoi", "3", "unknown key 'spike.ratoi'"),
-    ("drop.ratio", "1.5", "drop.ratio"),
-    ("severity.high.score", "1.5", "severity.high.score must be above"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("spike.ratoi", "3", "unknown key 'spike.ratoi'"),
+        ("drop.ratio", "1.5", "drop.ratio"),
+        ("severity.high.score", "1.5", "severity.high.score must be above"),
+    ],
+)
 def test_a_bad_setting_fails_at_start_up_naming_it(key: str, value: str, named: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(named)):
         JobConfig.from_property_groups([{"PropertyGroupId": "pulse.detect", "PropertyMap": {key: value}}])

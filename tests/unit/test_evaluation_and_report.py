@@ -14,28 +14,42 @@ from pulse_local.traffic import Injection
 MIN = 60_000
 
 
-def record(kind: str, subject: str, end_min: float, phase: str = "open", severity: str = "low",
-           subject_type: str = "route") -> Anomaly:
+def record(
+    kind: str, subject: str, end_min: float, phase: str = "open", severity: str = "low", subject_type: str = "route"
+) -> Anomaly:
     end = int(end_min * MIN)
     return Anomaly(kind, subject_type, subject, end - MIN, end, 1.0, 1.0, 1.0, severity, 0, 0, phase)
 
 
 def test_records_group_into_incidents_by_phase() -> None:
-    found = incidents([
-        record("spike", "/a", 10), record("spike", "/a", 11, "escalate", "high"), record("spike", "/a", 14, "end"),
-        record("spike", "/a", 30), record("drop", "/a", 10)])
+    found = incidents(
+        [
+            record("spike", "/a", 10),
+            record("spike", "/a", 11, "escalate", "high"),
+            record("spike", "/a", 14, "end"),
+            record("spike", "/a", 30),
+            record("drop", "/a", 10),
+        ]
+    )
     assert [(i.kind, i.opened_ms // MIN, i.last_ms // MIN, i.records, i.severity) for i in found] == [
-        ("drop", 10, 10, 1, "low"), ("spike", 10, 14, 3, "high"), ("spike", 30, 30, 1, "low")]
+        ("drop", 10, 10, 1, "low"),
+        ("spike", 10, 14, 3, "high"),
+        ("spike", 30, 30, 1, "low"),
+    ]
 
 
 def test_recall_precision_and_delay_at_incident_level() -> None:
-    labels = [Injection("spike", "/a", 10 * MIN, 15 * MIN, 4.0, ("/a",)),
-              Injection("silence", "/b", 20 * MIN, 25 * MIN, 0.0, ("/b",)),
-              Injection("ip_auth_failures", "203.0.113.9", 40 * MIN, 45 * MIN, 100.0, ("/auth/login",)),
-              Injection("error_surge", "/c", 50 * MIN, 55 * MIN, 0.3, ("/c",))]
+    labels = [
+        Injection("spike", "/a", 10 * MIN, 15 * MIN, 4.0, ("/a",)),
+        Injection("silence", "/b", 20 * MIN, 25 * MIN, 0.0, ("/b",)),
+        Injection("ip_auth_failures", "203.0.113.9", 40 * MIN, 45 * MIN, 100.0, ("/auth/login",)),
+        Injection("error_surge", "/c", 50 * MIN, 55 * MIN, 0.3, ("/c",)),
+    ]
     anomalies = [
-        record("spike", "/a", 10.5), record("spike", "/a", 17, "end"),  # found, 30 s
-        record("drop", "/b", 20.75), record("drop", "/b", 21.25, "end"),  # the outage's first minute
+        record("spike", "/a", 10.5),
+        record("spike", "/a", 17, "end"),  # found, 30 s
+        record("drop", "/b", 20.75),
+        record("drop", "/b", 21.25, "end"),  # the outage's first minute
         record("silence", "/b", 21.25),  # found, 75 s
         record("ip_auth_failures", "203.0.113.9", 41, subject_type="client"),  # found, 60 s
         record("spike", "/auth/login", 41),  # the stuffing's side effect on the login route
@@ -59,13 +73,17 @@ def test_an_incident_that_opened_before_the_injection_finds_it_only_by_a_new_rec
 
 
 def test_the_summary_has_a_line_per_kind_and_subject_with_first_and_last_seen() -> None:
-    anomalies = [record("spike", "/a", 10), record("spike", "/a", 12, "escalate", "high"),
-                 record("spike", "/a", 15, "end", "high"), record("spike", "/a", 40),
-                 record("ip_scan", "203.0.113.7", 20, subject_type="client", severity="medium")]
+    anomalies = [
+        record("spike", "/a", 10),
+        record("spike", "/a", 12, "escalate", "high"),
+        record("spike", "/a", 15, "end", "high"),
+        record("spike", "/a", 40),
+        record("ip_scan", "203.0.113.7", 20, subject_type="client", severity="medium"),
+    ]
     rows = summarize(anomalies)
-    assert [(r.kind, r.subject, r.incidents, r.records, r.worst, r.first_seen // MIN, r.last_seen // MIN)
-            for r in rows] == [("spike", "/a", 2, 4, "high", 10, 40),
-                               ("ip_scan", "203.0.113.7", 1, 1, "medium", 20, 20)]
+    assert [
+        (r.kind, r.subject, r.incidents, r.records, r.worst, r.first_seen // MIN, r.last_seen // MIN) for r in rows
+    ] == [("spike", "/a", 2, 4, "high", 10, 40), ("ip_scan", "203.0.113.7", 1, 1, "medium", 20, 20)]
     out = io.StringIO()
     print_summary(anomalies, Console(file=out, width=140, color_system=None))
     text = out.getvalue()

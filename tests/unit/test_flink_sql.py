@@ -32,10 +32,19 @@ def group(name: str, **values: str) -> dict[str, Any]:
 
 
 def test_kinesis_source_ddl_carries_the_stream_region_position_and_endpoint() -> None:
-    ddl = sources.source_ddl(config(
-        {"PropertyGroupId": "pulse.source", "PropertyMap": {
-            "stream.arn": ARN, "init.position": "TRIM_HORIZON", "aws.endpoint": "http://127.0.0.1:5000"}},
-        {"PropertyGroupId": "pulse.windows", "PropertyMap": {"watermark.delay.s": "7"}}))
+    ddl = sources.source_ddl(
+        config(
+            {
+                "PropertyGroupId": "pulse.source",
+                "PropertyMap": {
+                    "stream.arn": ARN,
+                    "init.position": "TRIM_HORIZON",
+                    "aws.endpoint": "http://127.0.0.1:5000",
+                },
+            },
+            {"PropertyGroupId": "pulse.windows", "PropertyMap": {"watermark.delay.s": "7"}},
+        )
+    )
 
     assert "'connector' = 'kinesis'" in ddl
     assert f"'stream.arn' = '{ARN}'" in ddl
@@ -55,17 +64,26 @@ def test_kinesis_source_without_endpoint_talks_to_aws() -> None:
 
 def test_file_source_is_monitored_only_when_an_interval_is_set() -> None:
     bounded = sources.source_ddl(config(group("source", kind="filesystem", path="/data/in")))
-    monitored = sources.source_ddl(config({"PropertyGroupId": "pulse.source", "PropertyMap": {
-        "kind": "filesystem", "path": "/data/in", "monitor.interval.s": "2"}}))
+    monitored = sources.source_ddl(
+        config(
+            {
+                "PropertyGroupId": "pulse.source",
+                "PropertyMap": {"kind": "filesystem", "path": "/data/in", "monitor.interval.s": "2"},
+            }
+        )
+    )
 
     assert "'connector' = 'filesystem'" in bounded and "monitor-interval" not in bounded
     assert "'source.monitor-interval' = '2000 ms'" in monitored
 
 
 def test_dynamodb_sink_ddl_upserts_on_pk_and_sk() -> None:
-    ddl = sinks.anomaly_sink_ddl(config(
-        {"PropertyGroupId": "pulse.source", "PropertyMap": {"stream.arn": ARN}},
-        {"PropertyGroupId": "pulse.sink", "PropertyMap": {"table.name": "anoms", "aws.endpoint": "http://e:1"}}))
+    ddl = sinks.anomaly_sink_ddl(
+        config(
+            {"PropertyGroupId": "pulse.source", "PropertyMap": {"stream.arn": ARN}},
+            {"PropertyGroupId": "pulse.sink", "PropertyMap": {"table.name": "anoms", "aws.endpoint": "http://e:1"}},
+        )
+    )
 
     assert "'connector' = 'dynamodb'" in ddl
     assert "'table-name' = 'anoms'" in ddl
@@ -134,8 +152,7 @@ def test_route_windows_carry_the_mean_log_latency_as_the_detectors_compute_it() 
 
 def test_only_candidate_client_windows_go_on_and_the_population_counts_every_client() -> None:
     # given detector floors (clear level 0.5 of 300 requests, 30 scans, 8 auth failures)
-    c = config(group("detect", alert_clear_score="0.5", burst_min_count="300", scan_min_count="30",
-                     auth_min_count="8"))
+    c = config(group("detect", alert_clear_score="0.5", burst_min_count="300", scan_min_count="30", auth_min_count="8"))
     # then the per-client side of the join is filtered with the same floors as CandidateFloors
     floors = CandidateFloors.from_settings(c.detect)
     condition = "c.`count` >= 150 OR GREATEST(c.unmatched, c.not_found) >= 15 OR c.auth_failures >= 4"
@@ -149,20 +166,47 @@ def test_only_candidate_client_windows_go_on_and_the_population_counts_every_cli
 
 def test_window_sql_uses_the_configured_sizes() -> None:
     c = config(group("windows", route_size_s="30", route_slide_s="5", client_size_s="20"))
-    assert "HOP(TABLE `events`, DESCRIPTOR(`event_time`),\n               INTERVAL '5' SECOND, INTERVAL '30' SECOND)" \
+    assert (
+        "HOP(TABLE `events`, DESCRIPTOR(`event_time`),\n               INTERVAL '5' SECOND, INTERVAL '30' SECOND)"
         in stages.route_windows_sql(c)
+    )
     assert "TUMBLE(TABLE `events`, DESCRIPTOR(`event_time`), INTERVAL '20' SECOND)" in stages.client_counts_sql(c)
 
 
 def test_rows_become_model_windows() -> None:
     base = {name: None for name, _ in stages.WINDOW_COLUMNS}
-    route = window_from_values({**base, "subject_type": "route", "subject": "/a", "window_start": 0,
-                                "window_end": 10, "count": 3, "errors_4xx": 1, "errors_5xx": 0,
-                                "latency_mean": 2.0, "latency_max": 3.0, "latency_log_mean": 0.5})
-    client = window_from_values({**base, "subject_type": "client", "subject": "10.0.0.1", "window_start": 0,
-                                 "window_end": 10, "count": 3, "distinct_routes": 2, "unmatched": 0,
-                                 "not_found": 1, "auth_failures": 0, "pop_clients": 4, "pop_mean_count": 2.5,
-                                 "pop_std_count": 0.5})
+    route = window_from_values(
+        {
+            **base,
+            "subject_type": "route",
+            "subject": "/a",
+            "window_start": 0,
+            "window_end": 10,
+            "count": 3,
+            "errors_4xx": 1,
+            "errors_5xx": 0,
+            "latency_mean": 2.0,
+            "latency_max": 3.0,
+            "latency_log_mean": 0.5,
+        }
+    )
+    client = window_from_values(
+        {
+            **base,
+            "subject_type": "client",
+            "subject": "10.0.0.1",
+            "window_start": 0,
+            "window_end": 10,
+            "count": 3,
+            "distinct_routes": 2,
+            "unmatched": 0,
+            "not_found": 1,
+            "auth_failures": 0,
+            "pop_clients": 4,
+            "pop_mean_count": 2.5,
+            "pop_std_count": 0.5,
+        }
+    )
     assert route == RouteWindow("/a", 0, 10, 3, 1, 0, 2.0, 3.0, 0.5)
     assert client == ClientWindow("10.0.0.1", 0, 10, 3, 2, 0, 1, 0, 4, 2.5, 0.5)
 

@@ -10,8 +10,19 @@ import pytest
 from flink_app.detect.model import KINDS, UNMATCHED_ROUTE
 from pulse_local.traffic import ROUTES, Injection, TrafficGenerator, TrafficSpec, labelled_traffic
 
-FIELDS = {"v": int, "id": str, "ts": int, "method": str, "route": str, "path": str, "status": int,
-          "latency_ms": float, "client_ip": str, "user_agent": str, "bytes_out": int}
+FIELDS = {
+    "v": int,
+    "id": str,
+    "ts": int,
+    "method": str,
+    "route": str,
+    "path": str,
+    "status": int,
+    "latency_ms": float,
+    "client_ip": str,
+    "user_agent": str,
+    "bytes_out": int,
+}
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +88,9 @@ def test_injections_change_only_their_subject_while_they_last() -> None:
     plain = [key(e) for e in generator.events()]
     injected = [key(e) for e in generator.events([injection])]
     changed = set(plain) ^ set(injected)
-    assert changed and all(route == "/search" and injection.start_ms <= ts < injection.end_ms
-                           for ts, route, *_ in changed)
+    assert changed and all(
+        route == "/search" and injection.start_ms <= ts < injection.end_ms for ts, route, *_ in changed
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -91,8 +103,11 @@ def test_each_kind_of_injection_leaves_its_mark(kind: str) -> None:
         events = [e for e in events if e["id"] not in background]
     during = [e for e in events if label.start_ms <= e["ts"] < label.end_ms]
     before = [e for e in events if label.start_ms - (label.end_ms - label.start_ms) <= e["ts"] < label.start_ms]
-    mine = (lambda e: e["client_ip"] == label.subject) if label.subject_type == "client" else (
-        lambda e: e["route"] == label.subject)
+    mine = (
+        (lambda e: e["client_ip"] == label.subject)
+        if label.subject_type == "client"
+        else (lambda e: e["route"] == label.subject)
+    )
     now, then = [e for e in during if mine(e)], [e for e in before if mine(e)]
     if kind == "spike":
         assert len(now) > 2 * len(then)
@@ -103,8 +118,10 @@ def test_each_kind_of_injection_leaves_its_mark(kind: str) -> None:
     elif kind == "error_surge":
         assert sum(e["status"] >= 500 for e in now) > 0.1 * len(now)
     elif kind == "latency_surge":
-        assert sorted(e["latency_ms"] for e in now)[len(now) // 2] > 2 * sorted(e["latency_ms"] for e in then)[
-            len(then) // 2]
+        assert (
+            sorted(e["latency_ms"] for e in now)[len(now) // 2]
+            > 2 * sorted(e["latency_ms"] for e in then)[len(then) // 2]
+        )
     elif kind == "ip_burst":
         assert len(now) > 300 * (label.end_ms - label.start_ms) / 60_000
     elif kind == "ip_scan":
