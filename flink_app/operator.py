@@ -1,11 +1,12 @@
 """The one Python operator: window aggregates in, anomalies out, keyed by subject.
 
 Rows of :data:`flink_app.stages.WINDOW_COLUMNS` arrive keyed by ``subject_type#subject``. For each
-key the operator keeps the detection engine's state (pickled, in keyed ``ValueState``; client keys'
-state expires after ``pulse.job`` ``client.state.ttl.h`` without a window), the deadline the engine
-asked for (``silence_deadline``: a route's silence or the end of a cool-down, routes and clients
-alike) and the windows not judged yet, and calls :class:`flink_app.detect.engine.DetectionEngine`
-exactly as :mod:`flink_app.detect.replay` does:
+key the operator keeps one :class:`KeyState` (pickled, in keyed ``ValueState``; client keys' state
+expires after ``pulse.job`` ``client.state.ttl.h`` without a window): the detection engine's state,
+the windows not judged yet and its timers. The engine asks for a deadline after every call
+(``silence_deadline``: a route's silence or the end of a cool-down, routes and clients alike). The
+operator calls :class:`flink_app.detect.engine.DetectionEngine` exactly as
+:mod:`flink_app.detect.replay` does:
 
 * a window is judged once the watermark has closed it (an event-time timer at ``window_end - 1``),
   in ``window_end`` order. A client's windows come through the window join's subtasks (partitioned
