@@ -1,11 +1,12 @@
 """The one Python operator: window aggregates in, anomalies out, keyed by subject.
 
 Rows of :data:`flink_app.stages.WINDOW_COLUMNS` arrive keyed by ``subject_type#subject``. For each
-key the operator keeps the detection engine's state (pickled, in keyed ``ValueState``; client keys'
-state expires after ``pulse.job`` ``client.state.ttl.h`` without a window), the deadline the engine
-asked for (``silence_deadline``: a route's silence or the end of a cool-down, routes and clients
-alike) and the windows not judged yet, and calls :class:`flink_app.detect.engine.DetectionEngine`
-exactly as :mod:`flink_app.detect.replay` does:
+key the operator keeps one :class:`KeyState` (pickled, in keyed ``ValueState``; client keys' state
+expires after ``pulse.job`` ``client.state.ttl.h`` without a window): the detection engine's state,
+the windows not judged yet and its timers. The engine asks for a deadline after every call
+(``silence_deadline``: a route's silence or the end of a cool-down, routes and clients alike). The
+operator calls :class:`flink_app.detect.engine.DetectionEngine` exactly as
+:mod:`flink_app.detect.replay` does:
 
 * a window is judged once the watermark has closed it (an event-time timer at ``window_end - 1``),
   in ``window_end`` order. A client's windows come through the window join's subtasks (partitioned
@@ -32,7 +33,7 @@ from __future__ import annotations
 import bisect
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pyflink.common import Row
@@ -178,6 +179,18 @@ def client_state_ttl(hours: float) -> StateTtlConfig:
     )
 
 
+@dataclass
+class KeyState:
+    """Everything the operator keeps for one key, in one pickled ``ValueState`` (one read and one write
+    per key and bundle, where separate states would cost one each)."""
+
+    engine: Any = None  # the engine's RouteState / ClientState (None before the first judged window)
+    pending: list[RouteWindow | ClientWindow] = field(default_factory=list)  # not closed yet, in end order
+    wake: int | None = None  # the key's one event-time timer
+    deadline: int | None = None  # streaming: the engine's deadline the idle-stream timer is armed for
+    idle_timer: int | None = None  # streaming: that processing-time timer
+
+
 class DetectionFunction(KeyedProcessFunction):
     """Flink glue around :class:`SubjectDetection`: keyed state, timers, metrics.
 
@@ -194,16 +207,10 @@ class DetectionFunction(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.detection = SubjectDetection(DetectionEngine(self.settings))
-        self.route_state = runtime_context.get_state(ValueStateDescriptor("route_state", Types.PICKLED_BYTE_ARRAY()))
-        client = ValueStateDescriptor("client_state", Types.PICKLED_BYTE_ARRAY())
+        self.route_keys = runtime_context.get_state(ValueStateDescriptor("route", Types.PICKLED_BYTE_ARRAY()))
+        client = ValueStateDescriptor("client", Types.PICKLED_BYTE_ARRAY())
         client.enable_time_to_live(client_state_ttl(self.client_ttl_h))
-        self.client_state = runtime_context.get_state(client)
-        # Windows waiting for the watermark that closed them (see the module's docstring).
-        self.pending = runtime_context.get_state(ValueStateDescriptor("pending_windows", Types.PICKLED_BYTE_ARRAY()))
-        self.wake = runtime_context.get_state(ValueStateDescriptor("wake", Types.LONG()))
-        # Streaming only: the engine's deadline and the idle-stream timer armed for it.
-        self.deadline = runtime_context.get_state(ValueStateDescriptor("deadline", Types.LONG()))
-        self.idle_timer = runtime_context.get_state(ValueStateDescriptor("idle_timer", Types.LONG()))
+        self.client_keys = runtime_context.get_state(client)
         metrics = runtime_context.get_metrics_group().add_group(METRIC_GROUP)
         self.windows_counter = metrics.counter("windowsEvaluated")
         self.anomalies_counter = metrics.counter("anomaliesDetected")
@@ -212,104 +219,98 @@ class DetectionFunction(KeyedProcessFunction):
         self.clock_event_ms: int | None = None
         self.clock_wall_ms = 0
 
-    def _engine_state(self, key: str) -> Any:
-        return self.route_state if key.startswith("route#") else self.client_state
+    def _handle(self, ctx: KeyedProcessFunction.Context) -> Any:
+        return self.route_keys if ctx.get_current_key().startswith("route#") else self.client_keys
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
         window = window_from_values(value.as_dict())
-        pending = self.pending.value() or []
-        bisect.insort(pending, window, key=_window_end)
-        self.pending.update(pending)
+        handle = self._handle(ctx)
+        key = handle.value() or KeyState()
+        bisect.insort(key.pending, window, key=_window_end)
         if not self.bounded:
             self._observe(ctx, window.window_end)
         watermark = ctx.timer_service().current_watermark()
         if window.window_end - 1 <= watermark < END_OF_INPUT_WATERMARK:  # already closed (not expected)
-            yield from self._advance(ctx, watermark)
+            yield from self._advance(ctx, handle, key, watermark)
             return
-        wake = self.wake.value()
-        if wake is None or window.window_end - 1 < wake:  # the key's timer must come earlier
-            self._set_wake(ctx, wake, window.window_end - 1)
+        if key.wake is None or window.window_end - 1 < key.wake:  # the key's timer must come earlier
+            self._set_wake(ctx, key, window.window_end - 1)
+        handle.update(key)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Row]:
+        handle = self._handle(ctx)
+        key = handle.value()
+        if key is None:  # expired (client TTL)
+            return
         if ctx.time_domain() == TimeDomain.EVENT_TIME:
-            self.wake.clear()  # it fired
+            if key.wake == timestamp:
+                key.wake = None  # it fired
             watermark = ctx.timer_service().current_watermark()
             if watermark < END_OF_INPUT_WATERMARK:  # the end of a bounded input is not time passing
-                yield from self._advance(ctx, watermark)
+                yield from self._advance(ctx, handle, key, watermark)
             return
-        self.idle_timer.clear()
-        armed = self.deadline.value()
+        key.idle_timer = None
+        armed = key.deadline
         if armed is None or self.bounded:
+            handle.update(key)
             return
         self._observe(ctx, None)
         wall = ctx.timer_service().current_processing_time()
         stalled_for = wall - self.clock_wall_ms
         estimate = (self.clock_event_ms or armed) + stalled_for
-        if stalled_for < self.stall_ms or estimate < armed or self.pending.value():
+        if stalled_for < self.stall_ms or estimate < armed or key.pending:
             # Not stalled long enough yet, or windows still wait for their watermark (it is on its way).
-            self._arm_idle_timer(ctx, wall + max(armed - estimate, self.stall_ms - stalled_for, 1000))
+            self._arm_idle_timer(ctx, key, wall + max(armed - estimate, self.stall_ms - stalled_for, 1000))
+            handle.update(key)
             return
-        state = self._engine_state(ctx.get_current_key())
-        step = self.detection.on_deadline(state.value(), estimate)
-        yield from self._apply(step, state, ctx, [])
+        yield from self._apply(ctx, handle, key, self.detection.on_deadline(key.engine, estimate))
 
-    def _advance(self, ctx: KeyedProcessFunction.Context, watermark: int) -> Iterable[Row]:
+    def _advance(self, ctx: KeyedProcessFunction.Context, handle: Any, key: KeyState, watermark: int) -> Iterable[Row]:
         """Judge what ``watermark`` closed: the pending windows up to it in order, then the deadlines."""
-        state = self._engine_state(ctx.get_current_key())
-        before = self.pending.value() or []
-        step, pending = self.detection.advance(state.value(), before, watermark)
-        if len(pending) != len(before):
-            if pending:
-                self.pending.update(pending)
-            else:
-                self.pending.clear()
-        yield from self._apply(step, state, ctx, pending)
+        step, key.pending = self.detection.advance(key.engine, key.pending, watermark)
+        yield from self._apply(ctx, handle, key, step)
 
-    def _apply(
-        self, step: Step, state: Any, ctx: KeyedProcessFunction.Context, pending: list[RouteWindow | ClientWindow]
-    ) -> Iterable[Row]:
+    def _apply(self, ctx: KeyedProcessFunction.Context, handle: Any, key: KeyState, step: Step) -> Iterable[Row]:
         if step.windows or step.silence_checks:
-            state.update(step.state)
-        times = [t for t in (pending[0].window_end - 1 if pending else None, step.deadline) if t is not None]
-        wake = self.wake.value()
-        if (min(times) if times else None) != wake:
-            self._set_wake(ctx, wake, min(times) if times else None)
+            key.engine = step.state
+        times = [t for t in (key.pending[0].window_end - 1 if key.pending else None, step.deadline) if t is not None]
+        wake = min(times) if times else None
+        if wake != key.wake:
+            self._set_wake(ctx, key, wake)
         if not self.bounded:
-            self._arm_idle(ctx, step.deadline)
+            self._arm_idle(ctx, key, step.deadline)
+        handle.update(key)
         self.windows_counter.inc(step.windows)
         self.silence_counter.inc(step.silence_checks)
         self.anomalies_counter.inc(len(step.anomalies))
         for anomaly in step.anomalies:
             yield Row(*anomaly_values(anomaly))
 
-    def _set_wake(self, ctx: KeyedProcessFunction.Context, old: int | None, new: int | None) -> None:
+    @staticmethod
+    def _set_wake(ctx: KeyedProcessFunction.Context, key: KeyState, wake: int | None) -> None:
         timers = ctx.timer_service()
-        if old is not None:
-            timers.delete_event_time_timer(old)
-        if new is None:
-            self.wake.clear()
-        else:
-            self.wake.update(new)
-            timers.register_event_time_timer(new)
+        if key.wake is not None:
+            timers.delete_event_time_timer(key.wake)
+        if wake is not None:
+            timers.register_event_time_timer(wake)
+        key.wake = wake
 
-    def _arm_idle(self, ctx: KeyedProcessFunction.Context, deadline: int | None) -> None:
+    def _arm_idle(self, ctx: KeyedProcessFunction.Context, key: KeyState, deadline: int | None) -> None:
         """Streaming: a processing-time timer for the deadline, in case the whole stream idles."""
-        if deadline == self.deadline.value():
+        if deadline == key.deadline:
             return
-        if deadline is None:
-            self.deadline.clear()
-            return
-        self.deadline.update(deadline)
-        base = self.clock_event_ms if self.clock_event_ms is not None else deadline
-        wall = ctx.timer_service().current_processing_time()
-        self._arm_idle_timer(ctx, wall + max(deadline - base, 0) + self.stall_ms)
+        key.deadline = deadline
+        if deadline is not None:
+            base = self.clock_event_ms if self.clock_event_ms is not None else deadline
+            wall = ctx.timer_service().current_processing_time()
+            self._arm_idle_timer(ctx, key, wall + max(deadline - base, 0) + self.stall_ms)
 
-    def _arm_idle_timer(self, ctx: KeyedProcessFunction.Context, at_wall_ms: int) -> None:
+    @staticmethod
+    def _arm_idle_timer(ctx: KeyedProcessFunction.Context, key: KeyState, at_wall_ms: int) -> None:
         timers = ctx.timer_service()
-        previous = self.idle_timer.value()
-        if previous is not None:
-            timers.delete_processing_time_timer(previous)
-        self.idle_timer.update(at_wall_ms)
+        if key.idle_timer is not None:
+            timers.delete_processing_time_timer(key.idle_timer)
+        key.idle_timer = at_wall_ms
         timers.register_processing_time_timer(at_wall_ms)
 
     def _observe(self, ctx: KeyedProcessFunction.Context, window_end: int | None) -> None:
