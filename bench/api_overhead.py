@@ -45,7 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pulse_local.emulator import Emulator, create_stream, free_port, start_moto  # noqa: E402
+from pulse_local.emulator import Emulator, create_stream, free_port, read_records, start_moto  # noqa: E402
 
 # A realistic mix: catalog reads, a user's orders, search, a miss, health.
 PATHS = ("/items/7", "/items/23", "/users/3/orders", "/users/11", "/search?q=lamp", "/items/999", "/health")
@@ -184,19 +184,7 @@ def _wait_until_serving(port: int, process: subprocess.Popen[bytes], timeout_s: 
 
 def partition_keys(emulator: Emulator, stream: str) -> list[str]:
     """Every record's partition key (the event id) on the stream."""
-    kinesis = emulator.client("kinesis")
-    keys: list[str] = []
-    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            if not page["Records"]:
-                break
-            keys.extend(record["PartitionKey"] for record in page["Records"])
-            iterator = page.get("NextShardIterator")
-    return keys
+    return [record["partition_key"] for record in read_records(emulator, stream)]
 
 
 def server_bench(emulator: Emulator, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pulse_local.apigw import http_api_event  # noqa: E402
-from pulse_local.emulator import Emulator, create_stream, start_moto  # noqa: E402
+from pulse_local.emulator import Emulator, create_stream, read_records, start_moto  # noqa: E402
 from pulse_local.lambda_runtime import Invocation, LocalLambdaRuntime  # noqa: E402
 
 HANDLER = "lambda_api.handler.handler"
@@ -60,19 +60,7 @@ def percentile(values: list[float], q: int) -> float:
 
 def stream_keys(emulator: Emulator, stream: str) -> list[str]:
     """Every record's partition key (the event id) on the stream."""
-    kinesis = emulator.client("kinesis")
-    keys: list[str] = []
-    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            if not page["Records"]:
-                break
-            keys.extend(record["PartitionKey"] for record in page["Records"])
-            iterator = page.get("NextShardIterator")
-    return keys
+    return [record["partition_key"] for record in read_records(emulator, stream)]
 
 
 def pin(pid: int | None, cpus: set[int]) -> None:

@@ -232,3 +232,20 @@ def create_anomaly_table(emulator: Emulator, name: str, timeout_s: float = 30.0)
         if time.monotonic() > deadline:
             raise EmulatorError(f"table {name} not ACTIVE after {timeout_s:.0f} s")
         time.sleep(0.1)
+
+
+def read_records(emulator: Emulator, stream_name: str) -> list[dict[str, Any]]:
+    """Every record on every shard of the stream, from the start: [{"data": bytes, "partition_key": str}]."""
+    kinesis = emulator.client("kinesis")
+    records: list[dict[str, Any]] = []
+    for shard in kinesis.list_shards(StreamName=stream_name)["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream_name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+            records.extend({"data": r["Data"], "partition_key": r["PartitionKey"]} for r in page["Records"])
+            if not page["Records"]:
+                break
+            iterator = page.get("NextShardIterator")
+    return records

@@ -6,24 +6,7 @@ import json
 import time
 from typing import Any
 
-from pulse_local.emulator import Emulator
-
-
-def read_records(emulator: Emulator, stream_name: str) -> list[dict[str, Any]]:
-    """Every record on every shard of the stream, from the start: [{"data": bytes, "partition_key": str}]."""
-    kinesis = emulator.client("kinesis")
-    records: list[dict[str, Any]] = []
-    for shard in kinesis.list_shards(StreamName=stream_name)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=stream_name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            records.extend({"data": r["Data"], "partition_key": r["PartitionKey"]} for r in page["Records"])
-            if not page["Records"]:
-                break
-            iterator = page.get("NextShardIterator")
-    return records
+from pulse_local.emulator import Emulator, read_records
 
 
 def read_events(emulator: Emulator, stream_name: str) -> list[dict[str, Any]]:
