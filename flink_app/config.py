@@ -10,6 +10,7 @@ start-up with an error that names it. The CDK stack renders its property groups 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -20,6 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from flink_app.detect.settings import DetectSettings
 
 MANAGED_FLINK_PROPERTIES = Path("/etc/flink/application_properties.json")
+# Where the application properties are, when not at the service's path: the local emulation of the
+# service (pulse_local.managed_flink) sets it; the job then runs as it runs on the service.
+APPLICATION_PROPERTIES_ENV = "PULSE_APPLICATION_PROPERTIES"
+
+
+def application_properties_path() -> Path:
+    """The service's application properties file (or the local emulation's)."""
+    return Path(os.environ.get(APPLICATION_PROPERTIES_ENV) or MANAGED_FLINK_PROPERTIES)
 
 
 class ConfigError(ValueError):
@@ -84,14 +93,17 @@ class SinkConfig(_Group):
         return self
 
 
-class WindowConfig(_Group):
-    """Event time and windows (group ``pulse.windows``)."""
+DAY_S = 86_400  # windows, slides and delays range from one second to a day
 
-    route_size_s: int = Field(60, ge=1, alias="route.size.s")
-    route_slide_s: int = Field(10, ge=1, alias="route.slide.s")
-    client_size_s: int = Field(60, ge=1, alias="client.size.s")
-    watermark_delay_s: int = Field(5, ge=0, alias="watermark.delay.s")
-    idle_timeout_s: int = Field(30, ge=1, alias="idle.timeout.s")
+
+class WindowConfig(_Group):
+    """Event time and windows (group ``pulse.windows``): every duration from 1 s to a day."""
+
+    route_size_s: int = Field(60, ge=1, le=DAY_S, alias="route.size.s")
+    route_slide_s: int = Field(10, ge=1, le=DAY_S, alias="route.slide.s")
+    client_size_s: int = Field(60, ge=1, le=DAY_S, alias="client.size.s")
+    watermark_delay_s: int = Field(5, ge=0, le=DAY_S, alias="watermark.delay.s")
+    idle_timeout_s: int = Field(30, ge=1, le=DAY_S, alias="idle.timeout.s")
     max_record_bytes: int = Field(16384, ge=256, alias="max.record.bytes")
 
     @model_validator(mode="after")
@@ -162,7 +174,7 @@ class JobConfig(BaseModel):
     @classmethod
     def load(cls, path: str | Path | None = None) -> JobConfig:
         """Read ``path``, or Managed Flink's properties file when none is given and it exists."""
-        file = Path(path) if path else MANAGED_FLINK_PROPERTIES
+        file = Path(path) if path else application_properties_path()
         if not file.exists():
             if path:
                 raise ConfigError(f"configuration file {file} does not exist")

@@ -54,6 +54,25 @@ EVENT_COLUMNS: tuple[ComputedColumn, ...] = (
 )
 
 
+MAX_INTERVAL_DAYS = 99  # DAY TO SECOND's default day precision is two digits
+
+
+def sql_interval(ms: int) -> str:
+    """A Flink SQL interval literal of exactly ``ms`` milliseconds, from one millisecond to 99 days.
+
+    ``INTERVAL 'n' SECOND`` allows two digits only (``'300' SECOND`` fails to parse, and
+    ``SECOND(5)`` is refused), and a fractional literal such as ``'0.001' SECOND`` evaluates to
+    zero; ``DAY TO SECOND(3)`` holds any whole number of milliseconds in that range.
+    """
+    if ms < 0 or ms >= (MAX_INTERVAL_DAYS + 1) * 86_400_000:
+        raise ValueError(f"interval of {ms} ms is outside 0 .. {MAX_INTERVAL_DAYS} days")
+    seconds, millis = divmod(ms, 1000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY TO SECOND(3)"
+
+
 def watermark_expression(watermark_delay_s: int) -> str:
     """The newest event time less the delay and one millisecond.
 
@@ -62,7 +81,7 @@ def watermark_expression(watermark_delay_s: int) -> str:
     more than the delay past ``t``. The same convention as Flink's bounded out-of-orderness strategy
     and as the pure-Python backtest (:mod:`flink_app.detect.replay`).
     """
-    return f"`event_time` - INTERVAL '{watermark_delay_s}' SECOND - INTERVAL '0.001' SECOND"
+    return f"`event_time` - {sql_interval(watermark_delay_s * 1000 + 1)}"
 
 
 def columns_ddl(watermark_delay_s: int) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from flink_app.config import MANAGED_FLINK_PROPERTIES, JobConfig, SinkKind, SourceKind
+from flink_app.config import JobConfig, SinkKind, SourceKind, application_properties_path
 from flink_app.detect.model import Anomaly
 from flink_app.operator import ANOMALY_COLUMNS, ANOMALY_TYPE_INFO, DetectionFunction, subject_key
 
@@ -27,7 +27,7 @@ BACKTEST_BUNDLE_TIME_MS = 10_000
 
 
 def on_managed_flink() -> bool:
-    return MANAGED_FLINK_PROPERTIES.exists()
+    return application_properties_path().exists()
 
 
 def needs_connectors(config: JobConfig, bounded: bool) -> bool:
@@ -44,21 +44,64 @@ def connector_jar() -> Path:
     raise FileNotFoundError(f"connector JAR not found (looked at {', '.join(map(str, candidates))}); run `make jars`")
 
 
-def prepare_process(config: JobConfig) -> None:
-    """Settings the JVM must see when it starts, so call before the first PyFlink object.
+# What the AWS SDK for Java reads from system properties before the environment: credentials
+# (SystemPropertyCredentialsProvider comes first in the default chain) and CBOR.
+JVM_CREDENTIAL_PROPERTIES = {
+    "AWS_ACCESS_KEY_ID": "aws.accessKeyId",
+    "AWS_SECRET_ACCESS_KEY": "aws.secretAccessKey",
+    "AWS_SESSION_TOKEN": "aws.sessionToken",
+}
+JVM_CBOR_PROPERTY = "aws.cborEnabled"
 
-    With an endpoint override (an emulator) the AWS SDK must not speak CBOR to Kinesis. The
-    Python workers run this interpreter and find this package.
+
+def uses_emulator(config: JobConfig) -> bool:
+    return bool(config.source.endpoint or config.sink.endpoint)
+
+
+def prepare_process(config: JobConfig) -> None:
+    """Settings for a JVM not started yet, so call before the first PyFlink object.
+
+    With an endpoint override (an emulator) the AWS SDK must not speak CBOR to Kinesis, and an
+    emulator takes any credentials: dummy ones when none are set. The Python workers run this
+    interpreter and find this package.
     """
-    if config.source.endpoint or config.sink.endpoint:
+    if uses_emulator(config):
         os.environ["CBOR_ENABLED"] = "false"
         os.environ["AWS_CBOR_DISABLE"] = "true"
-        flag = "-Daws.cborEnabled=false"
+        flag = f"-D{JVM_CBOR_PROPERTY}=false"
         if flag not in os.environ.get("JVM_ARGS", ""):
             os.environ["JVM_ARGS"] = f"{os.environ.get('JVM_ARGS', '')} {flag}".strip()
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     if not on_managed_flink():
         paths = [str(APP_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
         os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+
+
+def align_local_jvm(config: JobConfig) -> None:
+    """Give a local JVM this process's AWS settings now, however long it has been running.
+
+    The local mini-cluster runs in the JVM that PyFlink started for the first job of this process,
+    and a JVM keeps the environment it started with: a second job (tests, tools) would otherwise
+    get the first one's credentials and CBOR setting, or none. System properties are read by the
+    AWS SDK for Java when each client is built and take precedence over the environment, so the
+    current values are set there. Not on Managed Flink, where the application's role applies.
+    """
+    if on_managed_flink():
+        return
+    from pyflink.java_gateway import get_gateway
+
+    system = get_gateway().jvm.System
+    for variable, prop in JVM_CREDENTIAL_PROPERTIES.items():
+        value = os.environ.get(variable)
+        if value:
+            system.setProperty(prop, value)
+        else:
+            system.clearProperty(prop)
+    if uses_emulator(config):
+        system.setProperty(JVM_CBOR_PROPERTY, "false")
+    else:
+        system.clearProperty(JVM_CBOR_PROPERTY)
 
 
 @dataclass
@@ -80,6 +123,7 @@ def create_environment(
     for key, value in (flink_conf or {}).items():
         conf.set_string(key, value)
     env = StreamExecutionEnvironment.get_execution_environment(conf)
+    align_local_jvm(config)
     if needs_connectors(config, bounded) and not on_managed_flink():
         # On Managed Flink the `jarfile` run option already put it on the classpath.
         env.add_jars(connector_jar().as_uri())
@@ -93,12 +137,14 @@ def create_environment(
     parallelism = parallelism or config.job.parallelism
     if parallelism:
         env.set_parallelism(parallelism)
-    if bounded:
-        # A watermark with every event that moves it (instead of every 200 ms of wall time): the last
-        # regular watermark before the end of input is then exactly the newest event time less the
-        # delay, which decides what backtest judges (flink_app/operator.py), however fast the run.
-        env.get_config().set_auto_watermark_interval(0)
-    else:
+    # A watermark with every event that moves it, instead of every 200 ms of wall time. What a run
+    # computes is then a function of the records and their order alone, not of how fast they were
+    # read: which events are late (dropped by the windows and counted) is the same in a replay, after
+    # a restore from a checkpoint and in backtest; and at the end of a bounded input the last regular
+    # watermark is exactly the newest event time less the delay, which decides what backtest judges
+    # (flink_app/operator.py).
+    env.get_config().set_auto_watermark_interval(0)
+    if not bounded:
         env.enable_checkpointing(config.job.checkpoint_interval_s * 1000)
     t_env = StreamTableEnvironment.create(env, environment_settings=EnvironmentSettings.in_streaming_mode())
     table_config = t_env.get_config()
@@ -123,7 +169,7 @@ class Pipeline:
 
     environment: Environment
     anomalies: object  # DataStream of ANOMALY_COLUMNS rows
-    statements: object  # StreamStatementSet: the sinks
+    statements: object | None  # StreamStatementSet: the SQL sinks (none in backtest, which collects)
 
 
 def build(
@@ -141,29 +187,21 @@ def build(
     t_env = environment.t_env
     t_env.execute_sql(sources.source_ddl(config))  # type: ignore[attr-defined]
     staged = stages.register(t_env, config)  # type: ignore[arg-type]
-    statements = t_env.create_statement_set()  # type: ignore[attr-defined]
-
-    t_env.execute_sql(sinks.rejected_sink_ddl())  # type: ignore[attr-defined]
-    t_env.create_temporary_function("count_rejected", sinks.rejected_counter(config))  # type: ignore[attr-defined]
-    t_env.create_temporary_view("rejected_view", staged.rejected)  # type: ignore[attr-defined]
-    statements.add_insert(
-        sinks.REJECTED_SINK,
-        t_env.sql_query(  # type: ignore[attr-defined]
-            "SELECT count_rejected(reason, sample) FROM rejected_view"
-        ),
-    )
 
     if not detect:
+        statements = t_env.create_statement_set()  # type: ignore[attr-defined]
         columns = ", ".join(f"`{name}` {sql_type}" for name, sql_type in stages.WINDOW_COLUMNS)
         t_env.execute_sql(  # type: ignore[attr-defined]
             f"CREATE TEMPORARY TABLE windows_discard ({columns}) WITH ('connector' = 'blackhole')"
         )
-        statements.add_insert("windows_discard", staged.windows)
+        statements.add_insert("windows_discard", staged.detection_input)
         return Pipeline(environment, None, statements)
 
-    anomalies = detection(environment, staged.windows, config, bounded)
+    anomalies = detection(environment, staged.detection_input, config, bounded)
+    statements = None
     if not bounded:
         t_env.execute_sql(sinks.anomaly_sink_ddl(config))  # type: ignore[attr-defined]
+        statements = t_env.create_statement_set()  # type: ignore[attr-defined]
         statements.add_insert(sinks.ANOMALY_SINK, t_env.from_data_stream(anomalies))  # type: ignore[attr-defined]
     return Pipeline(environment, anomalies, statements)
 
@@ -175,7 +213,11 @@ def detection(environment: Environment, windows: object, config: JobConfig, boun
     stream = environment.t_env.to_data_stream(windows)  # type: ignore[attr-defined]
     stall_ms = (config.windows.idle_timeout_s + config.windows.watermark_delay_s) * 1000
     function = DetectionFunction(
-        config.detect, bounded=bounded, stall_ms=stall_ms, client_ttl_h=config.job.client_state_ttl_h
+        config.detect,
+        bounded=bounded,
+        stall_ms=stall_ms,
+        client_ttl_h=config.job.client_state_ttl_h,
+        sample_size=config.job.rejected_sample_size,
     )
     return (
         stream.key_by(subject_key, key_type=Types.STRING())
@@ -184,21 +226,26 @@ def detection(environment: Environment, windows: object, config: JobConfig, boun
     )
 
 
+def _attach_sinks(pipeline: Pipeline) -> None:
+    if pipeline.statements is not None:
+        pipeline.statements.attach_as_datastream()  # type: ignore[attr-defined]
+
+
 def execute(pipeline: Pipeline, name: str = JOB_NAME) -> None:
     """Run until cancelled (streaming) or until the input ends."""
-    pipeline.statements.attach_as_datastream()  # type: ignore[attr-defined]
+    _attach_sinks(pipeline)
     pipeline.environment.env.execute(name)  # type: ignore[attr-defined]
 
 
 def execute_async(pipeline: Pipeline, name: str = JOB_NAME) -> object:
     """Submit and return Flink's ``JobClient`` (status, cancel): for tests and tools."""
-    pipeline.statements.attach_as_datastream()  # type: ignore[attr-defined]
+    _attach_sinks(pipeline)
     return pipeline.environment.env.execute_async(name)  # type: ignore[attr-defined]
 
 
 def collect_anomalies(pipeline: Pipeline) -> Iterator[Anomaly]:
     """Run a bounded pipeline and yield its anomalies as they are emitted."""
-    pipeline.statements.attach_as_datastream()  # type: ignore[attr-defined]
+    _attach_sinks(pipeline)
     names = [name for name, _ in ANOMALY_COLUMNS]
     with pipeline.anomalies.execute_and_collect(JOB_NAME) as results:  # type: ignore[attr-defined]
         for row in results:

@@ -50,6 +50,9 @@ LOG = logging.getLogger(__name__)
 
 END_OF_INPUT_WATERMARK = 2**63 - 1  # Long.MAX_VALUE: a bounded source has finished
 METRIC_GROUP = "kinesisanalytics"  # Managed Flink exports custom metrics of this group to CloudWatch
+REJECTED_METRIC = "rejectedRecords"  # records that are not usable events (also per reason)
+LATE_METRIC = "lateRecords"  # usable events that arrived after their windows had closed
+SIDE_METRICS = {"rejected": REJECTED_METRIC, "late": LATE_METRIC}  # by the side rows' subject_type
 
 # The anomaly stream's columns (DESIGN.md's record plus `day`), in order, with SQL types.
 ANOMALY_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -199,11 +202,19 @@ class DetectionFunction(KeyedProcessFunction):
     superseded timer fires for nothing.
     """
 
-    def __init__(self, settings: DetectSettings, bounded: bool, stall_ms: int, client_ttl_h: float = 24.0) -> None:
+    def __init__(
+        self,
+        settings: DetectSettings,
+        bounded: bool,
+        stall_ms: int,
+        client_ttl_h: float = 24.0,
+        sample_size: int = 20,
+    ) -> None:
         self.settings = settings
         self.bounded = bounded
         self.stall_ms = stall_ms
         self.client_ttl_h = client_ttl_h
+        self.sample_size = sample_size
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.detection = SubjectDetection(DetectionEngine(self.settings))
@@ -215,6 +226,9 @@ class DetectionFunction(KeyedProcessFunction):
         self.windows_counter = metrics.counter("windowsEvaluated")
         self.anomalies_counter = metrics.counter("anomaliesDetected")
         self.silence_counter = metrics.counter("silenceChecks")
+        self.metrics = metrics
+        self.side_counters: dict[tuple[str, str | None], Any] = {}
+        self.samples_logged = 0
         # Where event time stood at which wall time: the base of the idle-stream estimate.
         self.clock_event_ms: int | None = None
         self.clock_wall_ms = 0
@@ -222,8 +236,27 @@ class DetectionFunction(KeyedProcessFunction):
     def _handle(self, ctx: KeyedProcessFunction.Context) -> Any:
         return self.route_keys if ctx.get_current_key().startswith("route#") else self.client_keys
 
+    def _count_side_record(self, subject_type: str, reason: str, sample: str) -> None:
+        """A rejected or late record: counted in total and per reason, a bounded sample logged."""
+        name = SIDE_METRICS[subject_type]
+        for group in (None, reason):
+            counter = self.side_counters.get((name, group))
+            if counter is None:
+                parent = self.metrics if group is None else self.metrics.add_group("reason", group)
+                counter = self.side_counters[(name, group)] = parent.counter(name)
+            counter.inc()
+        if self.samples_logged < self.sample_size:
+            self.samples_logged += 1
+            LOG.warning(
+                "%s record (%s), sample %d/%d: %r", subject_type, reason, self.samples_logged, self.sample_size, sample
+            )
+
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
-        window = window_from_values(value.as_dict())
+        values = value.as_dict()
+        if values["subject_type"] in SIDE_METRICS:
+            self._count_side_record(values["subject_type"], values["subject"], values["detail"])
+            return
+        window = window_from_values(values)
         handle = self._handle(ctx)
         key = handle.value() or KeyState()
         bisect.insort(key.pending, window, key=_window_end)
@@ -256,6 +289,13 @@ class DetectionFunction(KeyedProcessFunction):
             return
         self._observe(ctx, None)
         wall = ctx.timer_service().current_processing_time()
+        if self.clock_event_ms is None:
+            # Restored from a checkpoint and nothing seen yet (no watermark, no window): there is no
+            # base for an estimate, so wait a whole stall from now instead of guessing one.
+            self.clock_wall_ms = wall
+            self._arm_idle_timer(ctx, key, wall + self.stall_ms)
+            handle.update(key)
+            return
         stalled_for = wall - self.clock_wall_ms
         estimate = (self.clock_event_ms or armed) + stalled_for
         if stalled_for < self.stall_ms or estimate < armed or key.pending:

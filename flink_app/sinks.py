@@ -1,29 +1,20 @@
-"""Where anomalies and rejected records go.
+"""Where anomalies go.
 
 * Anomalies: Flink's DynamoDB SQL sink (``'connector'='dynamodb'``) with ``PRIMARY KEY (pk, sk)``,
   so a replay or a restart overwrites items instead of duplicating them; or, for a streaming run
   without AWS, JSON-lines part files in a directory. Backtest collects anomalies in the client and
   writes its output file itself (:mod:`flink_app.cli`).
-* Rejected records: counted per reason in a metric of the ``kinesisanalytics`` group (which
-  Managed Flink exports to CloudWatch), a bounded sample logged, then discarded.
+
+Rejected and late records are counted by the detection operator (:mod:`flink_app.operator`).
 """
 
 from __future__ import annotations
 
-import logging
-
-from pyflink.table import DataTypes
-from pyflink.table.udf import FunctionContext, ScalarFunction, udf
-
 from flink_app.config import ConfigError, JobConfig, SinkKind
-from flink_app.operator import ANOMALY_COLUMNS, METRIC_GROUP
+from flink_app.operator import ANOMALY_COLUMNS
 from flink_app.sources import _quote, _region_of
 
 ANOMALY_SINK = "anomaly_sink"
-REJECTED_SINK = "rejected_sink"
-REJECTED_METRIC = "rejectedRecords"
-
-LOG = logging.getLogger(__name__)
 
 
 def _columns(primary_key: bool) -> str:
@@ -82,41 +73,3 @@ def anomaly_sink_ddl(config: JobConfig, table: str = ANOMALY_SINK) -> str:
         "sink.rolling-policy.check-interval": "1 s",
     }
     return f"CREATE TEMPORARY TABLE `{table}` (\n  {_columns(primary_key=False)}\n) WITH (\n  {_with(options)}\n)"
-
-
-def rejected_sink_ddl(table: str = REJECTED_SINK) -> str:
-    return f"CREATE TEMPORARY TABLE `{table}` (reason STRING) WITH ('connector' = 'blackhole')"
-
-
-class RejectedRecordCounter(ScalarFunction):
-    """Counts each rejected record in ``kinesisanalytics.rejectedRecords`` (and per reason); logs a sample."""
-
-    def __init__(self, sample_size: int) -> None:
-        self.sample_size = sample_size
-
-    def open(self, function_context: FunctionContext) -> None:
-        self.group = function_context.get_metric_group().add_group(METRIC_GROUP)
-        self.total = self.group.counter(REJECTED_METRIC)
-        self.by_reason: dict[str, object] = {}
-        self.logged = 0
-
-    def eval(self, reason: str, sample: str) -> str:
-        self.total.inc()
-        counter = self.by_reason.get(reason)
-        if counter is None:
-            counter = self.group.add_group("reason", reason).counter(REJECTED_METRIC)
-            self.by_reason[reason] = counter
-        counter.inc()  # type: ignore[attr-defined]
-        if self.logged < self.sample_size:
-            self.logged += 1
-            LOG.warning("rejected record (%s), sample %d/%d: %r", reason, self.logged, self.sample_size, sample)
-        return reason
-
-
-def rejected_counter(config: JobConfig):  # type: ignore[no-untyped-def]
-    """The counting UDF, for ``SELECT count_rejected(reason, sample) FROM rejected``."""
-    return udf(
-        RejectedRecordCounter(config.job.rejected_sample_size),
-        input_types=[DataTypes.STRING(), DataTypes.STRING()],
-        result_type=DataTypes.STRING(),
-    )

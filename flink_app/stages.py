@@ -10,8 +10,15 @@
    deviation of the count, over every client) are a cascaded window aggregate joined back by
    window. Only *candidate* client windows go on (:func:`client_candidate_condition`): the detectors
    ignore the others, and they are nearly all of a long tail of visitors.
-4. **One aggregate stream.** Both kinds of window in one table (:data:`WINDOW_COLUMNS`), keyed
-   downstream by ``subject_type#subject``; this is all that crosses into Python.
+4. **Late records.** A usable event whose windows had already closed when it arrived (its route or
+   client window slice ended at or before the watermark) is dropped by the window operators; a side
+   branch names it ``late`` so that it is counted, not lost without a trace.
+5. **One stream into Python.** Both kinds of window in one table (:data:`WINDOW_COLUMNS`), plus
+   one row per rejected or late record (``subject_type`` ``rejected`` or ``late``, the reason as
+   ``subject``, the record's start as ``detail``), keyed downstream by ``subject_type#subject``.
+   The side rows travel with the windows, from the same source instance, so that one reader of the
+   stream serves everything and lateness is judged against the watermark the windows see; the
+   operator counts them in metrics and keeps no state for them.
 
 Window bounds are epoch milliseconds (BIGINT), computed in the session time zone, which the job
 pins to UTC. :mod:`flink_app.detect.windows` is the executable specification of every column.
@@ -27,19 +34,24 @@ from flink_app.detect.clients import CandidateFloors
 from flink_app.detect.model import UNMATCHED_ROUTE, ClientWindow, RouteWindow
 from flink_app.detect.settings import DetectSettings
 from flink_app.detect.windows import MIN_LATENCY_MS
-from flink_app.events import INVALID_EVENT_TIME_MS, RAW_COLUMN
+from flink_app.events import INVALID_EVENT_TIME_MS, RAW_COLUMN, sql_interval
 from flink_app.sources import RAW_EVENTS
 
 if TYPE_CHECKING:
     from pyflink.table import StreamTableEnvironment, Table
 
 EVENTS = "events"
-REJECTED = "rejected_records"
 ROUTE_WINDOWS = "route_windows"
 CLIENT_COUNTS = "client_counts"
 CLIENT_POPULATION = "client_population"
 CLIENT_WINDOWS = "client_windows"
 WINDOWS = "windows"
+SIDE_RECORDS = "side_records"
+DETECTION_INPUT = "detection_input"
+
+REJECTED = "rejected"  # subject_type of a record that is not a usable event
+LATE = "late"  # subject_type of a usable event its windows had closed for
+SIDE_SUBJECT_TYPES = (REJECTED, LATE)
 
 MAX_SUBJECT_CHARS = 512
 REJECTED_SAMPLE_CHARS = 256
@@ -64,6 +76,7 @@ WINDOW_COLUMNS: tuple[tuple[str, str], ...] = (
     ("pop_clients", "BIGINT"),
     ("pop_mean_count", "DOUBLE"),
     ("pop_std_count", "DOUBLE"),
+    ("detail", "STRING"),  # side rows only: the start of the record
 )
 ROUTE_COLUMNS = ("count", "errors_4xx", "errors_5xx", "latency_mean", "latency_max", "latency_log_mean")
 CLIENT_COLUMNS = (
@@ -115,13 +128,46 @@ def events_sql(config: JobConfig) -> str:
     )
 
 
-def rejected_sql(config: JobConfig) -> str:
+def _slice_closed(size_s: int) -> str:
+    """SQL predicate: the window slice of ``size_s`` seconds holding the row's event time has closed.
+
+    Windows are aligned to the epoch (the session zone is UTC) and a slice ``[start, end)`` fires once
+    the watermark reaches ``end - 1``: after that the window operator drops the row.
+    """
+    epoch_s = "UNIX_TIMESTAMP(DATE_FORMAT(`event_time`, 'yyyy-MM-dd HH:mm:ss'))"
+    slice_last_ms = f"({epoch_s} - MOD({epoch_s}, {size_s}) + {size_s}) * 1000 - 1"
+    return f"TO_TIMESTAMP_LTZ({slice_last_ms}, 3) <= CURRENT_WATERMARK(`event_time`)"
+
+
+def late_condition(config: JobConfig) -> str:
+    """SQL predicate over a usable event: some window operator drops it as late.
+
+    Route windows slide, so their slices are ``route.slide.s`` long; client windows tumble. The cheap
+    test (at or behind the watermark) comes first: only such rows compute their slices.
+    """
+    w = config.windows
     return (
-        f"SELECT {reject_reason(config)} AS reason,"
-        f" SUBSTRING(`{RAW_COLUMN}`, 1, {REJECTED_SAMPLE_CHARS}) AS sample"
-        # IS NOT TRUE, not NOT: a NULL field makes the condition NULL, and NOT NULL is NULL too.
-        f" FROM `{RAW_EVENTS}` WHERE ({valid_condition(config)}) IS NOT TRUE"
+        "CURRENT_WATERMARK(`event_time`) IS NOT NULL AND `event_time` <= CURRENT_WATERMARK(`event_time`)"
+        f" AND ({_slice_closed(w.route_slide_s)} OR {_slice_closed(w.client_size_s)})"
     )
+
+
+def side_records_sql(config: JobConfig) -> str:
+    """Rejected and late records as rows of :data:`WINDOW_COLUMNS` (reason as ``subject``)."""
+    sample = f"SUBSTRING(`{RAW_COLUMN}`, 1, {REJECTED_SAMPLE_CHARS})"
+
+    def select(subject_type: str, reason: str, condition: str) -> str:
+        parts = [f"'{subject_type}' AS subject_type", f"{reason} AS subject", "CAST(NULL AS BIGINT) AS window_start"]
+        parts.append("CAST(NULL AS BIGINT) AS window_end")
+        parts += [f"CAST(NULL AS {sql_type}) AS `{name}`" for name, sql_type in WINDOW_COLUMNS[4:-1]]
+        parts.append(f"{sample} AS detail")
+        return f"SELECT {', '.join(parts)} FROM `{RAW_EVENTS}` WHERE {condition}"
+
+    valid = valid_condition(config)
+    # IS NOT TRUE, not NOT: a NULL field makes the condition NULL, and NOT NULL is NULL too.
+    rejected = select(REJECTED, reject_reason(config), f"({valid}) IS NOT TRUE")
+    late = select(LATE, f"'{LATE}'", f"{valid} AND {late_condition(config)}")
+    return f"{rejected}\nUNION ALL\n{late}"
 
 
 def route_windows_sql(config: JobConfig) -> str:
@@ -136,7 +182,7 @@ SELECT 'route' AS subject_type, `route` AS subject,
   MAX(`latency_ms`) AS latency_max,
   AVG(LN(GREATEST(`latency_ms`, CAST({MIN_LATENCY_MS!r} AS DOUBLE)))) AS latency_log_mean
 FROM TABLE(HOP(TABLE `{EVENTS}`, DESCRIPTOR(`event_time`),
-               INTERVAL '{w.route_slide_s}' SECOND, INTERVAL '{w.route_size_s}' SECOND))
+               {sql_interval(w.route_slide_s * 1000)}, {sql_interval(w.route_size_s * 1000)}))
 GROUP BY `route`, window_start, window_end"""
 
 
@@ -148,7 +194,7 @@ SELECT `client_ip`, window_start, window_end, window_time,
   CAST(SUM(CASE WHEN `route` = '{UNMATCHED_ROUTE}' THEN 1 ELSE 0 END) AS BIGINT) AS unmatched,
   CAST(SUM(CASE WHEN `status` = 404 THEN 1 ELSE 0 END) AS BIGINT) AS not_found,
   CAST(SUM(CASE WHEN `status` IN (401, 403) THEN 1 ELSE 0 END) AS BIGINT) AS auth_failures
-FROM TABLE(TUMBLE(TABLE `{EVENTS}`, DESCRIPTOR(`event_time`), INTERVAL '{config.windows.client_size_s}' SECOND))
+FROM TABLE(TUMBLE(TABLE `{EVENTS}`, DESCRIPTOR(`event_time`), {sql_interval(config.windows.client_size_s * 1000)}))
 GROUP BY `client_ip`, window_start, window_end, window_time"""
 
 
@@ -209,10 +255,10 @@ def windows_sql() -> str:
 
 @dataclass(frozen=True)
 class Stages:
-    """The tables the job wires onward: the aggregate stream and the rejected side branch."""
+    """The tables the job wires onward."""
 
-    windows: Table
-    rejected: Table
+    windows: Table  # route and client windows
+    detection_input: Table  # the windows and the side rows: what crosses into Python
 
 
 def register(t_env: StreamTableEnvironment, config: JobConfig) -> Stages:
@@ -224,10 +270,12 @@ def register(t_env: StreamTableEnvironment, config: JobConfig) -> Stages:
         (CLIENT_POPULATION, client_population_sql(config)),
         (CLIENT_WINDOWS, client_windows_sql(config)),
         (WINDOWS, windows_sql()),
+        (SIDE_RECORDS, side_records_sql(config)),
+        (DETECTION_INPUT, f"SELECT * FROM `{WINDOWS}` UNION ALL SELECT * FROM `{SIDE_RECORDS}`"),
     )
     for name, sql in views:
         t_env.create_temporary_view(name, t_env.sql_query(sql))
-    return Stages(windows=t_env.from_path(WINDOWS), rejected=t_env.sql_query(rejected_sql(config)))
+    return Stages(windows=t_env.from_path(WINDOWS), detection_input=t_env.from_path(DETECTION_INPUT))
 
 
 def model_fields_missing_from_sql() -> list[str]:

@@ -1,10 +1,10 @@
-"""Flink-test helpers: one JVM for the session, small windows, streaming jobs run in-process, and one
+"""Flink-test helpers: one JVM for the session (whichever test starts it: the job gives it its AWS
+settings itself), small windows, streaming jobs run in-process, and one
 labelled input (with its pure-Python and Flink backtests) shared by the backtest and streaming tests."""
 
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
@@ -50,16 +50,6 @@ def small_config(*groups: dict[str, Any]) -> JobConfig:
     )
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _jvm_settings() -> None:
-    """The JVM starts once per session and keeps the environment it started with: the AWS SDK
-    must not speak CBOR to the emulator, whichever test starts it."""
-    os.environ["CBOR_ENABLED"] = "false"
-    os.environ["AWS_CBOR_DISABLE"] = "true"
-    if "-Daws.cborEnabled=false" not in os.environ.get("JVM_ARGS", ""):
-        os.environ["JVM_ARGS"] = (os.environ.get("JVM_ARGS", "") + " -Daws.cborEnabled=false").strip()
-
-
 def poll(condition: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.5) -> Any:
     """Call ``condition`` until it returns something truthy; fail naming ``what`` after the deadline."""
     deadline = time.monotonic() + timeout_s
@@ -83,6 +73,29 @@ class RunningJob:
         with urllib.request.urlopen(self.rest + path, timeout=5) as response:
             return json.load(response)
 
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        request = urllib.request.Request(
+            self.rest + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.load(response)
+
+    def checkpoint(self, timeout_s: float = 60) -> str:
+        """Take a checkpoint now (Flink's REST API) and return where it is stored."""
+        job_id = str(self.client.get_job_id())
+        trigger = self._post(f"/jobs/{job_id}/checkpoints", {"checkpointType": "FULL"})["request-id"]
+
+        def completed() -> int | None:
+            answer = self._get(f"/jobs/{job_id}/checkpoints/{trigger}")
+            if answer["status"]["id"] != "COMPLETED":
+                return None
+            if answer["operation"].get("failure-cause"):
+                pytest.fail(f"checkpoint failed: {answer['operation']['failure-cause']}")
+            return int(answer["operation"]["checkpointId"])
+
+        checkpoint_id = poll(completed, timeout_s, "the checkpoint")
+        return str(self._get(f"/jobs/{job_id}/checkpoints/details/{checkpoint_id}")["external_path"])
+
     def status(self) -> str:
         return str(self.client.get_job_status().result().name)
 
@@ -100,10 +113,10 @@ class RunningJob:
 
 
 @contextmanager
-def running_job(config: JobConfig) -> Iterator[RunningJob]:
+def running_job(config: JobConfig, flink_conf: dict[str, str] | None = None) -> Iterator[RunningJob]:
     """Submit the streaming job for ``config``; cancel it when the block ends."""
     rest_port = free_port()
-    flink_conf = {"rest.port": str(rest_port), "metrics.fetcher.update-interval": "1000"}
+    flink_conf = {"rest.port": str(rest_port), "metrics.fetcher.update-interval": "1000", **(flink_conf or {})}
     pipeline = job.build(config, bounded=False, flink_conf=flink_conf)
     client = job.execute_async(pipeline)
     running = RunningJob(client, rest_port)

@@ -11,8 +11,10 @@ import pytest
 
 from flink_app import job, sources, stages
 from flink_app.cli import backtest_config, run_backtest
+from flink_app.config import WindowConfig
 from flink_app.detect.clients import CandidateFloors
 from flink_app.detect.model import KINDS, Anomaly, ClientWindow, RouteWindow
+from flink_app.detect.replay import backtest
 from flink_app.detect.windows import WindowGeometry, aggregate
 from flink_app.operator import window_from_values
 from pulse_local.evaluation import evaluate
@@ -105,3 +107,27 @@ def test_backtest_of_an_empty_file_writes_an_empty_output(tmp_path: Path) -> Non
 
     assert result.anomalies == []
     assert output.read_text() == ""
+
+
+def test_coarse_windows_of_minutes_run_and_match_the_pure_python_backtest(
+    labelled_input: LabelledInput, tmp_path: Path
+) -> None:
+    # given five-minute windows sliding by a minute and a 30 s delay (what a user with coarse traffic sets:
+    # these failed to parse as `INTERVAL '300' SECOND`)
+    windows = {"route.size.s": "300", "route.slide.s": "60", "client.size.s": "300", "watermark.delay.s": "30"}
+    config = labelled_input.config.model_copy(update={"windows": WindowConfig.model_validate(windows)})
+    source = labelled_input.write(tmp_path / "events.jsonl")
+
+    # when
+    result = run_backtest(config, source, tmp_path / "anomalies.jsonl")
+
+    # then the job ran over those windows and says what the reference says
+    expected = backtest(
+        labelled_input.events,
+        config.detect,
+        WindowGeometry.from_config(config.windows),
+        watermark_delay_ms=config.windows.watermark_delay_s * 1000,
+    ).anomalies
+    assert expected, "the reference finds something at this window size"
+    assert comparable(expected) != comparable(labelled_input.expected)  # the window size mattered
+    assert comparable(result.anomalies) == comparable(expected)

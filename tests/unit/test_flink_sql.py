@@ -12,6 +12,7 @@ from flink_app import sinks, sources, stages
 from flink_app.config import ConfigError, JobConfig
 from flink_app.detect.clients import CandidateFloors
 from flink_app.detect.model import Anomaly, ClientWindow, RouteWindow
+from flink_app.events import sql_interval
 from flink_app.operator import (
     ANOMALY_COLUMNS,
     SubjectDetection,
@@ -53,7 +54,7 @@ def test_kinesis_source_ddl_carries_the_stream_region_position_and_endpoint() ->
     assert "'aws.endpoint' = 'http://127.0.0.1:5000'" in ddl
     assert "'format' = 'raw'" in ddl and "`line` STRING" in ddl
     # the newest event time less the delay and 1 ms (a window closes once an event is the delay past its end)
-    assert "WATERMARK FOR `event_time` AS `event_time` - INTERVAL '7' SECOND - INTERVAL '0.001' SECOND" in ddl
+    assert "WATERMARK FOR `event_time` AS `event_time` - INTERVAL '0 00:00:07.001' DAY TO SECOND(3)" in ddl
 
 
 def test_kinesis_source_without_endpoint_talks_to_aws() -> None:
@@ -138,10 +139,14 @@ def test_every_detector_model_field_is_a_sql_column() -> None:
 def test_only_valid_rows_are_events_and_rejected_rows_get_a_reason() -> None:
     c = config(group("windows", max_record_bytes="1000"))
     assert "CHAR_LENGTH(`line`) <= 1000" in stages.events_sql(c)
-    rejected = stages.rejected_sql(c)
-    assert f"({stages.valid_condition(c)}) IS NOT TRUE" in rejected  # NULL fields are rejected too
+    side = stages.side_records_sql(c)
+    assert f"({stages.valid_condition(c)}) IS NOT TRUE" in side  # NULL fields are rejected too
     for reason in ("oversized", "bad_json", "bad_ts", "missing_or_mistyped_field", "out_of_range_field"):
-        assert f"'{reason}'" in rejected
+        assert f"'{reason}'" in side
+    # a usable event is late when a window slice holding it has closed: route slides, client windows
+    late = stages.late_condition(config(group("windows", route_size_s="30", route_slide_s="5", client_size_s="20")))
+    assert "MOD(" in late and ", 5)" in late and ", 20)" in late
+    assert f"{stages.valid_condition(c)} AND {stages.late_condition(c)}" in side
 
 
 def test_route_windows_carry_the_mean_log_latency_as_the_detectors_compute_it() -> None:
@@ -167,10 +172,33 @@ def test_only_candidate_client_windows_go_on_and_the_population_counts_every_cli
 def test_window_sql_uses_the_configured_sizes() -> None:
     c = config(group("windows", route_size_s="30", route_slide_s="5", client_size_s="20"))
     assert (
-        "HOP(TABLE `events`, DESCRIPTOR(`event_time`),\n               INTERVAL '5' SECOND, INTERVAL '30' SECOND)"
-        in stages.route_windows_sql(c)
+        "HOP(TABLE `events`, DESCRIPTOR(`event_time`),\n"
+        "               INTERVAL '0 00:00:05.000' DAY TO SECOND(3), INTERVAL '0 00:00:30.000' DAY TO SECOND(3))"
+    ) in stages.route_windows_sql(c)
+    assert (
+        "TUMBLE(TABLE `events`, DESCRIPTOR(`event_time`), INTERVAL '0 00:00:20.000' DAY TO SECOND(3))"
+        in stages.client_counts_sql(c)
     )
-    assert "TUMBLE(TABLE `events`, DESCRIPTOR(`event_time`), INTERVAL '20' SECOND)" in stages.client_counts_sql(c)
+
+
+@pytest.mark.parametrize(
+    ("ms", "literal"),
+    [
+        (1, "INTERVAL '0 00:00:00.001' DAY TO SECOND(3)"),
+        (300_000, "INTERVAL '0 00:05:00.000' DAY TO SECOND(3)"),
+        (86_400_000, "INTERVAL '1 00:00:00.000' DAY TO SECOND(3)"),
+        (86_400_000 + 5_001, "INTERVAL '1 00:00:05.001' DAY TO SECOND(3)"),
+    ],
+)
+def test_intervals_are_exact_milliseconds_over_the_whole_range(ms: int, literal: str) -> None:
+    assert sql_interval(ms) == literal
+
+
+def test_window_settings_range_from_a_second_to_a_day() -> None:
+    day = config(group("windows", route_size_s="86400", route_slide_s="3600", client_size_s="86400"))
+    assert "INTERVAL '1 00:00:00.000' DAY TO SECOND(3)" in stages.route_windows_sql(day)
+    with pytest.raises(ConfigError, match=r"route\.size\.s"):
+        config(group("windows", route_size_s="86401", route_slide_s="1"))
 
 
 def test_rows_become_model_windows() -> None:

@@ -1,0 +1,183 @@
+"""Run the application zip the way Managed Service for Apache Flink runs it, on this machine.
+
+``python -m pulse_local.managed_flink dist/pulse-flink.zip --properties props.json`` unpacks the zip
+into a fresh directory and starts its entry point as the service does for a PyFlink application:
+
+* the runtime's Python (3.12 on ``FLINK-2_2``) with only PyFlink installed: everything else the job
+  imports must come from the zip (``deps/``), as on the service;
+* the application properties (the list of property groups of the ``CfnApplication``) at the path
+  the job reads them from on the service, named here by ``PULSE_APPLICATION_PROPERTIES``;
+* the ``kinesis.analytics.flink.run.options`` group says which file is the entry point (``python``)
+  and which JAR goes on the JVM's classpath (``jarfile``); nothing from the working tree is used.
+
+What differs from the service: a local mini-cluster instead of the service's cluster, and an
+``aws.endpoint`` in the properties when the job should talk to an emulator. The runtime environment
+(a virtual environment with the pinned ``apache-flink``) is created once under ``build/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from flink_app.config import APPLICATION_PROPERTIES_ENV
+from flink_app.packaging import PYTHON_VERSION, pinned
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIME_DIR = ROOT / "build" / f"managed-flink-python{PYTHON_VERSION}"
+RUN_OPTIONS_GROUP = "kinesis.analytics.flink.run.options"
+PYTHON_ENV = "PULSE_RUNTIME_PYTHON"  # an interpreter of the runtime's version, if not found by itself
+
+
+class ManagedRuntimeError(RuntimeError):
+    """The local runtime cannot be prepared (no Python of the runtime's version, pip failed)."""
+
+
+def find_python(version: str = PYTHON_VERSION, environ: Mapping[str, str] = os.environ) -> Path:
+    """An interpreter of ``version``: $PULSE_RUNTIME_PYTHON, ``pythonX.Y`` on PATH, or pyenv's."""
+    candidates: list[Path] = []
+    if environ.get(PYTHON_ENV):
+        candidates.append(Path(environ[PYTHON_ENV]))
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        candidates.append(Path(on_path))
+    pyenv_root = Path(environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates += sorted(pyenv_root.glob(f"versions/{version}*/bin/python{version}"), reverse=True)
+    for candidate in candidates:
+        probe = subprocess.run(
+            [str(candidate), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return candidate
+    raise ManagedRuntimeError(
+        f"no Python {version} found (the Managed Flink runtime's): install it, or set {PYTHON_ENV} to one"
+    )
+
+
+def runtime_python(directory: Path = RUNTIME_DIR) -> Path:
+    """The runtime's interpreter with the pinned PyFlink, created on first use."""
+    python = directory / "bin" / "python"
+    requirement = pinned(["apache-flink"])[0]
+    stamp = directory / ".requirement"
+    if python.exists() and stamp.exists() and stamp.read_text() == requirement:
+        return python
+    shutil.rmtree(directory, ignore_errors=True)
+    subprocess.run([str(find_python()), "-m", "venv", str(directory)], check=True)
+    result = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", requirement],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ManagedRuntimeError(
+            f"pip could not install {requirement} for the local runtime:\n{result.stderr[-2000:]}"
+        )
+    stamp.write_text(requirement)
+    return python
+
+
+def run_options(groups: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    for group in groups:
+        if group.get("PropertyGroupId") == RUN_OPTIONS_GROUP:
+            return {str(k): str(v) for k, v in dict(group.get("PropertyMap") or {}).items()}
+    raise ManagedRuntimeError(f"the properties have no {RUN_OPTIONS_GROUP} group (python, jarfile)")
+
+
+def unpack(application_zip: Path, directory: Path) -> Path:
+    """The zip's files in ``directory`` (emptied first), as the service unpacks the code."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    with zipfile.ZipFile(application_zip) as archive:
+        archive.extractall(directory)
+    return directory
+
+
+def start(
+    application_zip: Path,
+    groups: Sequence[Mapping[str, Any]],
+    workdir: Path,
+    environ: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Unpack ``application_zip`` into ``workdir/app`` and start its entry point with ``groups``."""
+    options = run_options(groups)
+    app = unpack(application_zip, workdir / "app")
+    entry, jar = app / options["python"], app / options["jarfile"]
+    for path, option in ((entry, "python"), (jar, "jarfile")):
+        if not path.is_file():
+            raise ManagedRuntimeError(f"run option {option}={options[option]} is not in {application_zip.name}")
+    properties = workdir / "application_properties.json"
+    properties.write_text(json.dumps(list(groups), indent=2))
+    python = runtime_python()
+    environment = {
+        key: value
+        for key, value in (os.environ if environ is None else environ).items()
+        if key not in ("PYTHONPATH", "VIRTUAL_ENV", "PULSE_CONNECTOR_JAR", "HADOOP_CLASSPATH")
+    }
+    environment.update(
+        {
+            APPLICATION_PROPERTIES_ENV: str(properties),
+            # The service puts the `jarfile` on the JVM's classpath; PyFlink's launcher adds this one.
+            "HADOOP_CLASSPATH": str(jar),
+            # The workers start `python` from PATH: the runtime's.
+            "PATH": f"{python.parent}{os.pathsep}{environment.get('PATH', '')}",
+        }
+    )
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
+    # A session of its own: stop() ends the entry point and the JVM it started together.
+    return subprocess.Popen(
+        [str(python), str(entry)],
+        cwd=app,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """End the entry point and everything it started (the JVM, the Python workers)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=timeout_s)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pulse_local.managed_flink", description=__doc__.splitlines()[0])
+    parser.add_argument("zip", type=Path, help="the application zip (make package: dist/pulse-flink.zip)")
+    parser.add_argument("--properties", type=Path, required=True, help="property groups JSON (the application's)")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "managed-flink-run")
+    args = parser.parse_args(argv)
+    try:
+        groups = json.loads(args.properties.read_text())
+        process = start(args.zip, groups, args.workdir)
+    except (ManagedRuntimeError, OSError, json.JSONDecodeError) as error:
+        print(f"managed_flink: {error}", file=sys.stderr)
+        return 1
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        stop(process)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
