@@ -17,14 +17,14 @@ from aws_cdk import App
 from cdk.flink_artifact import FlinkArtifactError
 from cdk.lambda_bundle import BundleError
 from cdk.settings import SettingsError
-from cdk.synth import STANDALONE_OUTDIR, build_app, standalone_context
+from cdk.synth import build_app, standalone_context, standalone_outdir
 
 
 def main(argv: list[str]) -> int:
     try:
         context = standalone_context(argv, os.environ)
         # Run by hand, the app writes where the CLI would (the CLI passes its own outdir).
-        app = App(context=context, outdir=STANDALONE_OUTDIR if context is not None else None)
+        app = App(context=context, outdir=standalone_outdir(os.environ) if context is not None else None)
         build_app(app)
     except (SettingsError, BundleError, FlinkArtifactError) as error:
         print(f"pulse: {error}", file=sys.stderr)

@@ -43,6 +43,12 @@ def project_context(root: Path = PROJECT_ROOT) -> dict[str, Any]:
 
 
 STANDALONE_OUTDIR = "cdk.out"
+OUTDIR_VARIABLE = "CDK_OUTDIR"  # where a CDK app writes: set by the cdk CLI, or by whoever runs app.py
+
+
+def standalone_outdir(environ: Mapping[str, str]) -> str:
+    """Where ``python app.py`` writes: $CDK_OUTDIR, as the CDK's own apps do, else ``cdk.out``."""
+    return environ.get(OUTDIR_VARIABLE) or STANDALONE_OUTDIR
 
 
 def standalone_context(

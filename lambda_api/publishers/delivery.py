@@ -13,6 +13,7 @@ import base64
 import json
 import random
 import time
+import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_string  # type: ignore[attr-defined]
@@ -109,9 +110,28 @@ class PutRecordsClient:
     (the same response dict; ``ClientError`` with the error code; botocore's connection errors).
     Without the client's internals it relies on (long stable, but private), it calls
     ``client.put_records`` instead.
+
+    The direct path skips botocore's call pipeline (its events, and ``_make_api_call`` itself), so it
+    is taken only while nothing but botocore's own handlers listens there: a ``Stubber``, moto's
+    ``mock_aws``, or an instrumentation (OpenTelemetry, X-Ray) that hooks the client's events or
+    wraps its API call gets every call through ``client.put_records``, as with any boto3 client.
     """
 
     TARGET = "Kinesis_20131202.PutRecords"
+    # The events of a boto3 call that the direct path does not emit (signing's own still fire).
+    BYPASSED_EVENTS = tuple(
+        f"{event}.kinesis.PutRecords"
+        for event in (
+            "provide-client-params",
+            "before-parameter-build",
+            "before-call",
+            "request-created",
+            "before-send",
+            "needs-retry",
+            "after-call",
+            "after-call-error",
+        )
+    )
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -119,9 +139,42 @@ class PutRecordsClient:
         self._http = getattr(getattr(client, "_endpoint", None), "http_session", None)
         self._url = str(client.meta.endpoint_url).rstrip("/") + "/"
         self.direct = self._signer is not None and callable(getattr(self._http, "send", None))
+        self._checked_handlers: object = None  # the emitter's lookup cache that _foreign was found in
+        self._foreign: list[Any] = []  # handlers of the bypassed events that are not botocore's
+
+    def hooked(self) -> bool:
+        """Whether anything but botocore listens to the call's events, or the API call is wrapped.
+
+        The handlers are looked up again only once one is registered or removed (botocore then
+        replaces its emitter's lookup cache), so a call normally pays a microsecond or two for this.
+        """
+        call = vars(self.client).get("_make_api_call") or next(
+            (vars(klass)["_make_api_call"] for klass in type(self.client).__mro__ if "_make_api_call" in vars(klass)),
+            None,
+        )
+        wrapped = not (  # wrapt's proxies (OpenTelemetry, X-Ray) are not functions to type(); a patch is another one
+            type(call) is types.FunctionType
+            and call.__module__ == "botocore.client"
+            and call.__qualname__ == "BaseClient._make_api_call"
+        )
+        emitter = getattr(getattr(self.client.meta, "events", None), "_emitter", None)
+        cache, handlers = getattr(emitter, "_lookup_cache", None), getattr(emitter, "_handlers", None)
+        if cache is None or handlers is None:
+            return True  # botocore's internals moved: take the ordinary path
+        if cache is not self._checked_handlers:
+            self._foreign = [
+                handler
+                for event in self.BYPASSED_EVENTS
+                for handler in handlers.prefix_search(event)
+                if not _botocore_handler(handler)
+            ]
+            self._checked_handlers = cache
+        # A handler that says it is switched off (moto's, registered at import, until mock_aws starts) does
+        # not listen; it is asked on every call, since switching it on registers nothing.
+        return wrapped or any(getattr(handler, "enabled", True) is not False for handler in self._foreign)
 
     def put_records(self, StreamName: str, Records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        if not self.direct:
+        if not self.direct or self.hooked():
             return dict(self.client.put_records(StreamName=StreamName, Records=list(Records)))
         from botocore.awsrequest import AWSRequest
 
@@ -139,6 +192,13 @@ class PutRecordsClient:
             raise _client_error(response.status_code, response.headers, response.content)
         answer: dict[str, Any] = json.loads(response.content)
         return answer
+
+
+def _botocore_handler(handler: Any) -> bool:
+    """A handler botocore registers itself (not its Stubber's, nor anyone else's)."""
+    target = getattr(handler, "func", handler)  # functools.partial
+    module = getattr(target, "__module__", None) or type(target).__module__
+    return module.startswith("botocore.") and not module.startswith("botocore.stub")
 
 
 def _as_bytes(data: bytes | str) -> bytes:

@@ -49,7 +49,10 @@ def variant_synth(tmp_path_factory: pytest.TempPathFactory, flink_zip: Path) -> 
         for key, value in {**VARIANT_CONTEXT, "flinkZip": str(flink_zip)}.items()
         for item in ("-c", f"{key}={value}")
     ]
+    # CDK_OUTDIR, the CDK's own convention for where an app writes, is honoured by app.py too.
+    outdir = workdir / "templates"
     environment = {key: value for key, value in os.environ.items() if not key.startswith("CDK_")}
+    environment["CDK_OUTDIR"] = str(outdir)
     result = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "app.py"), *arguments],
         cwd=workdir,
@@ -58,7 +61,6 @@ def variant_synth(tmp_path_factory: pytest.TempPathFactory, flink_zip: Path) -> 
         text=True,
         check=False,
     )
-    outdir = workdir / "cdk.out"
     template_file = outdir / "pulse-prod.template.json"
     assert template_file.exists(), f"app.py wrote no template (exit {result.returncode}):\n{result.stderr[-3000:]}"
     synthesis = Synthesis(
