@@ -97,7 +97,7 @@ def test_a_server_with_a_buffered_publisher_falls_back_when_it_cannot_flush(
     fallback = tmp_path / "fallback.log"
     settings = load_settings(
         stream_name=name, publisher="kinesis", publisher_mode="buffered", flush_interval_s=60, flush_budget_s=0.3,
-        connect_timeout_s=0.2, read_timeout_s=0.5, fallback_log=str(fallback),
+        connect_timeout_s=0.2, read_timeout_s=0.5, fallback_log=str(fallback), record_path="raw",
     )  # fmt: skip
     own_emulator.stop()
     # when a server runs it, serves requests and shuts down

@@ -99,7 +99,7 @@ def publisher() -> CapturingPublisher:
 
 @pytest.fixture
 def client(publisher: CapturingPublisher) -> TestClient:
-    return TestClient(monitored_app(publisher), raise_server_exceptions=True)
+    return TestClient(monitored_app(publisher, record_path="raw"), raise_server_exceptions=True)
 
 
 def test_matched_route_records_every_v1_field(client: TestClient, publisher: CapturingPublisher) -> None:
@@ -372,7 +372,7 @@ def test_any_path_user_agent_and_client_make_a_bounded_valid_event(
 ) -> None:
     # given arbitrary text in the path, bytes in the user agent and anything as the client
     publisher = CapturingPublisher()
-    config = load_settings(publisher="off", max_path_length=64, max_user_agent_length=32)
+    config = load_settings(publisher="off", max_path_length=64, max_user_agent_length=32, record_path="raw")
     middleware = PulseMiddleware(plain_asgi_app, settings=config, publisher=publisher)
     scope = http_scope(path=path, headers=[(b"user-agent", user_agent)], client=client)
     # when the request is served
@@ -424,3 +424,36 @@ def test_a_huge_forwarded_chain_costs_only_its_last_hops() -> None:
     event = forwarded_event("10.0.0.5", [b"203.0.113.1, " + chain], TRUSTING)
     # every examined hop is trusted, so the leftmost examined one is reported, never the distant hop
     assert event.client_ip == "10.9.9.9"
+
+
+# What the path may reveal (personal data): recorded only when asked
+
+
+def test_the_path_is_not_recorded_by_default(publisher: CapturingPublisher) -> None:
+    client = TestClient(monitored_app(publisher))
+    client.get("/users/1/orders/7")
+    client.get("/reset/alice@example.com")
+    assert [(e.route, e.path) for e in publisher.events] == [
+        ("/users/{user_id}/orders/{order_id}", ""),
+        (UNMATCHED_ROUTE, ""),
+    ]
+    assert "alice" not in publisher.events[1].to_json().decode()
+
+
+def test_redacted_paths_hide_emails_tokens_and_long_numbers(publisher: CapturingPublisher) -> None:
+    client = TestClient(monitored_app(publisher, record_path="redacted"))
+    for path in (
+        "/reset/alice@example.com/confirm",
+        "/session/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
+        "/download/3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c",
+        "/cards/4111111111111111",
+        "/users/42/orders/7",
+    ):
+        client.get(path)
+    assert [e.path for e in publisher.events] == [
+        "/reset/{redacted}/confirm",
+        "/session/{redacted}",
+        "/download/{redacted}",
+        "/cards/{redacted}",
+        "/users/42/orders/7",
+    ]
