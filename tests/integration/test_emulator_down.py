@@ -81,7 +81,7 @@ def test_lambda_keeps_answering_and_replay_delivers_once_the_stream_is_back(
     # when the emulator is back (empty, as after a crash) and the log is replayed
     own_emulator.restart()
     create_stream(own_emulator, name)
-    result = replay_cli(own_emulator, str(fallback))
+    result = replay_cli(own_emulator, str(fallback), "--stream", name)
     # then exactly those events are delivered
     assert result.returncode == 0, result.stderr
     assert "delivered=3 undelivered=0" in result.stdout
@@ -110,5 +110,5 @@ def test_a_server_with_a_buffered_publisher_falls_back_when_it_cannot_flush(
     # and replay delivers them once the emulator is back
     own_emulator.restart()
     create_stream(own_emulator, name)
-    assert replay_cli(own_emulator, str(fallback)).returncode == 0
+    assert replay_cli(own_emulator, str(fallback), "--stream", name).returncode == 0
     assert len(read_events(own_emulator, name)) == 3
