@@ -26,6 +26,9 @@ from lambda_api.events import encode_json
 from lambda_api.publishers.delivery import KinesisRecord, Undelivered
 
 MARKER = '{"pulse_fallback"'
+# The key of the one JSON line written when fallback lines themselves cannot be written (its value:
+# how many events are gone); CDK's metric filter adds these up (cdk/observability.py).
+LOST_KEY = "pulse_lost"
 # What may precede the object on a fallback line: up to 4 tab-separated fields without quotes or braces.
 _PREFIX = re.compile(r'(?:[^\t{}"]*\t){0,4}')
 FALLBACK_VERSION = 1
@@ -92,12 +95,23 @@ class FallbackLog:
         lines = [fallback_line(stream_name, item) for item in items]
         try:
             self._sink.write_lines(lines)
-        except Exception:
-            print(f"pulse: fallback log {self.target!r} unwritable; {len(lines)} event(s) lost", file=sys.__stderr__)
+        except Exception as error:
+            report_lost(stream_name, len(lines), f"fallback log {self.target!r} unwritable: {type(error).__name__}")
         return len(lines)
 
     def close(self) -> None:
         self._sink.close()
+
+
+def report_lost(stream_name: str, count: int, reason: str) -> None:
+    """One JSON line on the process's own stderr (on Lambda: CloudWatch Logs) saying ``count`` events are gone."""
+    line = encode_json({LOST_KEY: count, "stream": stream_name, "reason": reason}).decode("ascii")
+    try:
+        stream = sys.__stderr__ or sys.stderr
+        stream.write(line + "\n")
+        stream.flush()
+    except Exception:  # nowhere left to say it
+        pass
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lambda_api.events import RequestEvent
-from lambda_api.publishers.delivery import KinesisDelivery, KinesisRecord, kinesis_client
-from lambda_api.publishers.fallback import FallbackLog, read_fallback_lines
+from lambda_api.publishers.delivery import KinesisDelivery, KinesisRecord, Undelivered, kinesis_client
+from lambda_api.publishers.fallback import LOST_KEY, FallbackLog, read_fallback_lines
 from lambda_api.publishers.kinesis import BufferedKinesisPublisher, RequestKinesisPublisher
 from pulse_local.emulator import Emulator
 from tests.streams import read_events, read_records, wait_for_events
@@ -338,3 +338,16 @@ def test_put_records_client_falls_back_to_the_boto3_call_without_its_internals()
     client = PutRecordsClient(PlainClient())
     assert not client.direct
     assert client.put_records(StreamName="s", Records=[{"Data": b"x", "PartitionKey": "k"}])["via"] == "boto3"
+
+
+def test_an_unwritable_fallback_log_reports_the_lost_events_as_one_counted_json_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # given a fallback log whose file cannot be opened (a directory)
+    log = FallbackLog(str(tmp_path))
+    record = KinesisRecord(b'{"v":1}', "k")
+    # when two undelivered events are written to it
+    log.write("pulse-events", [Undelivered(record, "Timeout", 3), Undelivered(record, "Timeout", 3)])
+    # then stderr gets one JSON line with the count, the field CDK's LostEvents metric filter adds up
+    (line,) = [json.loads(text) for text in capfd.readouterr().err.splitlines() if LOST_KEY in text]
+    assert line[LOST_KEY] == 2 and line["stream"] == "pulse-events" and "unwritable" in line["reason"]
