@@ -8,6 +8,7 @@ byte (or the app's exception, which still propagates). Monitoring never raises i
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
@@ -202,15 +203,17 @@ class PulseMiddleware:
 
     @staticmethod
     def _flushing_on_shutdown(send: Send, publisher: Publisher) -> Send:
-        async def send_after_flush(message: Message) -> None:
+        async def send_after_close(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
                 try:
-                    publisher.flush()
+                    # In a worker thread: delivering and writing fallback lines never block the event loop;
+                    # the publisher's close() keeps to its shutdown deadline.
+                    await asyncio.to_thread(publisher.close)
                 except Exception:
-                    logger.warning("pulse: flush on shutdown failed", exc_info=True)
+                    logger.warning("pulse: closing the publisher on shutdown failed", exc_info=True)
             await send(message)
 
-        return send_after_flush
+        return send_after_close
 
 
 # What PULSE_RECORD_PATH=redacted replaces: email addresses, and path segments that look like secrets or

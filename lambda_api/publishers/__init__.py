@@ -44,6 +44,7 @@ def build_publisher(settings: PulseSettings) -> Publisher | None:
         max_events=settings.buffer_max_events,
         flush_interval_s=settings.flush_interval_s,
         flush_records=settings.flush_records,
+        shutdown_deadline_s=settings.shutdown_deadline_s,
     )
 
 

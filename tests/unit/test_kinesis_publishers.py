@@ -351,3 +351,37 @@ def test_an_unwritable_fallback_log_reports_the_lost_events_as_one_counted_json_
     # then stderr gets one JSON line with the count, the field CDK's LostEvents metric filter adds up
     (line,) = [json.loads(text) for text in capfd.readouterr().err.splitlines() if LOST_KEY in text]
     assert line[LOST_KEY] == 2 and line["stream"] == "pulse-events" and "unwritable" in line["reason"]
+
+
+class BlackHole:
+    """A Kinesis that never answers (each call hangs until released, at most 30 s)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def put_records(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        self.release.wait(timeout=30)
+        raise ConnectionResetError("black hole")
+
+
+def test_close_keeps_its_deadline_and_logs_everything_still_queued(fallback_path: Path) -> None:
+    # given 10,000 events queued in front of a Kinesis that never answers, with a 5 s flush budget
+    hole = BlackHole()
+    publisher = BufferedKinesisPublisher(
+        KinesisDelivery("pulse-events", hole), FallbackLog(str(fallback_path)),
+        budget_s=5.0, flush_interval_s=60, max_events=10_000,
+    )  # fmt: skip
+    events = [make_event(n) for n in range(10_000)]
+    for event in events:
+        publisher.publish(event)
+    # when the publisher closes with a 2 s deadline
+    started = time.monotonic()
+    publisher.close(deadline_s=2.0)
+    took = time.monotonic() - started
+    hole.release.set()
+    # then it returned before the deadline, and every event is in the fallback log (none lost at SIGKILL)
+    assert took < 2.0, took
+    logged = {line["event"]["id"] for line in fallback_entries(fallback_path)}
+    assert logged == {event.id for event in events}

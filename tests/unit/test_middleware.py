@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
@@ -27,6 +28,7 @@ class CapturingPublisher:
     def __init__(self) -> None:
         self.events: list[RequestEvent] = []
         self.flushes = 0
+        self.closes = 0
 
     def publish(self, event: RequestEvent) -> None:
         self.events.append(event)
@@ -35,7 +37,7 @@ class CapturingPublisher:
         self.flushes += 1
 
     def close(self) -> None:
-        pass
+        self.closes += 1
 
 
 class Boom(RuntimeError):
@@ -246,13 +248,31 @@ def test_a_failing_publisher_never_breaks_the_request() -> None:
     assert response.json() == {"hello": "world"}
 
 
-def test_lifespan_shutdown_flushes_the_publisher(publisher: CapturingPublisher) -> None:
+def test_lifespan_shutdown_closes_the_publisher_off_the_event_loop(publisher: CapturingPublisher) -> None:
+    # given a publisher whose close takes a while (delivering what is queued)
+    loop_threads: set[int] = set()
+    close_threads: list[int] = []
+
+    def slow_close() -> None:
+        close_threads.append(threading.get_ident())
+        time.sleep(0.05)
+        publisher.closes += 1
+
+    publisher.close = slow_close  # type: ignore[method-assign]
+    app = monitored_app(publisher)
+
+    @app.get("/loop")
+    async def loop() -> dict[str, str]:
+        loop_threads.add(threading.get_ident())
+        return {}
+
     # when a server starts and stops the app
-    with TestClient(monitored_app(publisher)) as client:
-        client.get("/hello")
-        assert publisher.flushes == 0
-    # then the publisher was flushed on shutdown
-    assert publisher.flushes == 1
+    with TestClient(app) as client:
+        client.get("/loop")
+        assert publisher.closes == 0
+    # then the publisher was closed on shutdown, in a thread other than the event loop's
+    assert publisher.closes == 1
+    assert close_threads and close_threads[0] not in loop_threads
 
 
 def test_one_line_on_any_fastapi_app_reads_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
