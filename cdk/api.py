@@ -108,6 +108,8 @@ class MonitoredApi(Construct):
             environment={
                 "PULSE_STREAM_NAME": ingest.stream.stream_name,
                 "PULSE_ANOMALY_TABLE": store.table.table_name,
+                # The app checks API Gateway's authorizer context itself (paths the routes miss reach $default).
+                "PULSE_MONITORING_AUTH": settings.monitoring_auth,
             },
         )
         # The function's first invocations need its permissions: create the policy before it.

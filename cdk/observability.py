@@ -19,7 +19,7 @@ from cdk.api import MonitoredApi
 from cdk.detector import Detector
 from cdk.ingest import IngestStream
 from cdk.settings import PulseSettings
-from lambda_api.publishers.fallback import FALLBACK_VERSION
+from lambda_api.publishers.fallback import FALLBACK_VERSION, LOST_KEY
 
 # The API's structured fallback line for an event it could not deliver to Kinesis
 # (lambda_api.publishers.fallback): one JSON object with "pulse_fallback": <format version>, written
@@ -29,6 +29,13 @@ FALLBACK_FILTER_PATTERN = (
     f"{{ ($.pulse_fallback = {FALLBACK_VERSION}) || ($.message.pulse_fallback = {FALLBACK_VERSION}) }}"
 )
 UNDELIVERED_METRIC = "UndeliveredEvents"
+# The API's line for events it could not even write to the fallback log (lambda_api.publishers.fallback):
+# {"pulse_lost": <events>, ...}; the metric adds up the events.
+LOST_FILTER_PATTERN = f"{{ ($.{LOST_KEY} > 0) || ($.message.{LOST_KEY} > 0) }}"
+LOST_METRIC = "LostEvents"
+# Records the detection job dropped as too late for their windows: a counter the job registers in the
+# "kinesisanalytics" metric group, which Managed Flink publishes to CloudWatch (cumulative since the job started).
+LATE_RECORDS_METRIC = "lateRecords"
 FLINK_NAMESPACE = "AWS/KinesisAnalytics"
 
 ITERATOR_AGE_MS = 60_000
@@ -71,6 +78,17 @@ class Observability(Construct):
             metric_namespace=f"Pulse/{settings.stage}",
             metric_name=UNDELIVERED_METRIC,
             metric_value="1",
+            default_value=0,
+        ).metric(statistic="Sum", period=Duration.minutes(5))
+
+        self.lost = logs.MetricFilter(
+            self,
+            "LostEventsFilter",
+            log_group=api.log_group,
+            filter_pattern=logs.FilterPattern.literal(LOST_FILTER_PATTERN),
+            metric_namespace=f"Pulse/{settings.stage}",
+            metric_name=LOST_METRIC,
+            metric_value=f"$.{LOST_KEY}",
             default_value=0,
         ).metric(statistic="Sum", period=Duration.minutes(5))
 
@@ -152,6 +170,19 @@ class Observability(Construct):
                 0,
             ),
             AlarmSpec(
+                "lost-events",
+                "The API could not write undelivered events even to its fallback log: they are gone.",
+                self.lost,
+                0,
+            ),
+            AlarmSpec(
+                "flink-late-records",
+                "The detector dropped records that arrived after their windows closed (late beyond the "
+                "watermark's tolerance: a delayed producer, a replay of old events, a clock skew).",
+                flink_metric(LATE_RECORDS_METRIC, "Maximum", five_minutes),
+                0,
+            ),
+            AlarmSpec(
                 "flink-downtime",
                 "The detector is not running (restarting, failed, or never started after a deploy).",
                 flink_metric("downtime", "Maximum"),
@@ -214,7 +245,7 @@ class Observability(Construct):
                     function.metric_throttles(statistic="Sum", period=one_minute),
                 ],
             ),
-            _graph("Undelivered events", [self.undelivered]),
+            _graph("Undelivered and lost events", [self.undelivered, self.lost]),
         )
         self.dashboard.add_widgets(
             _graph("Stream: records in", [stream.metric_incoming_records(statistic="Sum", period=one_minute)]),
@@ -238,6 +269,7 @@ class Observability(Construct):
                 [
                     flink_metric("numberOfFailedCheckpoints", "Maximum"),
                     flink_metric("lastCheckpointDuration", "Maximum"),
+                    flink_metric(LATE_RECORDS_METRIC, "Maximum"),
                 ],
             ),
             _graph(

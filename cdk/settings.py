@@ -80,8 +80,9 @@ class PulseSettings(BaseModel):
     build_flink_zip: bool = Field(True, alias="buildFlinkZip")
     # Extra job property groups, e.g. {"pulse.detect": {"spike.z": "5"}}; validated by flink_app's JobConfig.
     job_properties: dict[str, dict[str, str]] = Field(default_factory=dict, alias="jobProperties")
-    # Keep the stream, table, key and logs when the stack is deleted; default: only for stage "prod".
-    retain_data: bool | None = Field(None, alias="retainData")
+    # Keep the stream, table and logs when the stack is deleted, and protect the table from deletion;
+    # default: retain, whatever the stage (set false for throw-away stages).
+    retain_data: bool = Field(True, alias="retainData")
     nag: bool = Field(True, alias="nag")
 
     @field_validator("log_retention_days")
@@ -125,7 +126,7 @@ class PulseSettings(BaseModel):
 
     @property
     def retains_data(self) -> bool:
-        return self.retain_data if self.retain_data is not None else self.stage == "prod"
+        return self.retain_data
 
     @classmethod
     def context_keys(cls) -> list[str]:

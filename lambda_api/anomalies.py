@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 # Mirrors flink_app.detect.model (a test keeps them equal); lambda_api imports nothing of the Flink job.
@@ -45,8 +45,21 @@ _FLOAT_FIELDS = frozenset({"observed", "expected", "score"})
 DAY_MS = 86_400_000
 
 
+# DynamoDB's key size limits (bytes of UTF-8): partition key 2048, sort key 1024; ``day`` is a date.
+MAX_PARTITION_KEY_BYTES = 2048
+MAX_SORT_KEY_BYTES = 1024
+_KEY_BYTES = {"pk": MAX_PARTITION_KEY_BYTES, "sk": MAX_SORT_KEY_BYTES, "day": 10}
+# The times the table can hold: window ends from the epoch to the last day of year 9999 (ISO keys stay 4-digit years).
+MIN_TIME_MS = 0
+MAX_TIME_MS = 253_402_214_400_000  # 9999-12-31T00:00:00Z
+
+
 class CursorError(ValueError):
     """The cursor is malformed or belongs to another query."""
+
+
+class QueryRejected(ValueError):
+    """DynamoDB refused the query as invalid (a client error, not an outage)."""
 
 
 class StoreUnavailable(RuntimeError):
@@ -80,11 +93,28 @@ class AnomalyQuery:
     def by_subject(self) -> bool:
         return self.subject_type is not None and self.subject is not None
 
-    def days(self) -> list[str]:
-        """UTC dates from until's (newest) back to since's: the index partitions this query reads."""
-        last = datetime.fromtimestamp((self.until_ms - 1) / 1000, tz=UTC).date()
-        first = datetime.fromtimestamp(self.since_ms / 1000, tz=UTC).date()
-        return [(last - timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    def day_count(self) -> int:
+        """How many UTC dates the range touches: the index partitions this query reads (0: empty range)."""
+        if self.since_ms >= self.until_ms:
+            return 0
+        return (self._last_day() - datetime.fromtimestamp(self.since_ms / 1000, tz=UTC).date()).days + 1
+
+    def day(self, position: int) -> str:
+        """The ``position``-th partition from the newest (0: until's date)."""
+        return (self._last_day() - timedelta(days=position)).isoformat()
+
+    def day_position(self, day: Any) -> int | None:
+        """Where ``day`` (an ISO date string) is among this query's partitions, or None when it is not one."""
+        if not isinstance(day, str) or len(day) != 10:
+            return None
+        try:
+            position = (self._last_day() - date.fromisoformat(day)).days
+        except ValueError:
+            return None
+        return position if 0 <= position < self.day_count() else None
+
+    def _last_day(self) -> date:
+        return datetime.fromtimestamp((self.until_ms - 1) / 1000, tz=UTC).date()
 
     def fingerprint(self) -> str:
         """Binds a cursor to the query it continues (the limit may change between pages)."""
@@ -114,13 +144,17 @@ class Cursor:
         if fingerprint != query.fingerprint():
             raise CursorError("cursor belongs to another query")
         if key is not None and (
-            not isinstance(key, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in key.items())
+            not isinstance(key, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in key.items())
+            or any(len(v.encode("utf-8", "surrogatepass")) > _KEY_BYTES.get(k, 0) for k, v in key.items())
         ):
             raise CursorError("malformed cursor")
         if query.by_subject:
             if day is not None or (key is not None and (set(key) != {"pk", "sk"} or key["pk"] != _pk(query))):
                 raise CursorError("cursor belongs to another query")
-        elif day not in query.days() or (key is not None and (set(key) != {"pk", "sk", "day"} or key["day"] != day)):
+        elif query.day_position(day) is None or (
+            key is not None and (set(key) != {"pk", "sk", "day"} or key["day"] != day)
+        ):
             raise CursorError("cursor belongs to another query")
         return cls(fingerprint, day, key)
 
@@ -154,48 +188,63 @@ def _from_item(item: dict[str, Any]) -> dict[str, Any]:
 class AnomalyStore:
     """Pages of anomalies from the table, newest first. ``client`` is a boto3 DynamoDB client."""
 
-    def __init__(self, table_name: str, client: Any, max_calls: int = 25) -> None:
+    def __init__(self, table_name: str, client: Any, max_calls: int = 25, max_items_read: int = 2000) -> None:
         self.table_name = table_name
         self.client = client
-        # Bounds the DynamoDB calls of one page; a page cut short still carries a cursor.
+        # Bound the DynamoDB calls and the items evaluated for one page; a page cut short still carries a cursor.
         self.max_calls = max_calls
+        self.max_items_read = max_items_read
 
     def page(self, query: AnomalyQuery, cursor_token: str | None = None) -> AnomalyPage:
-        """One page of ``query``; raises CursorError for a bad cursor, StoreUnavailable when DynamoDB fails."""
+        """One page of ``query``; CursorError for a bad cursor, QueryRejected or StoreUnavailable when DynamoDB fails.
+
+        A page ends early, with a cursor, after ``max_calls`` DynamoDB calls or ``max_items_read``
+        items evaluated (a filter may read many items for few matches).
+        """
         cursor = Cursor.decode(cursor_token, query) if cursor_token else None
-        partitions: list[str | None] = [None] if query.by_subject else list(query.days())
-        first = partitions.index(cursor.day) if cursor else 0
+        if query.by_subject:
+            partitions = 1
+            first = 0
+        else:
+            partitions = query.day_count()
+            first = (query.day_position(cursor.day) or 0) if cursor else 0
         start_key = cursor.start_key if cursor else None
         fingerprint = query.fingerprint()
         items: list[dict[str, Any]] = []
         calls = 0
+        read = 0
+
+        def partition(position: int) -> str | None:
+            return None if query.by_subject else query.day(position)
 
         def resume(day: str | None, key: dict[str, str] | None) -> AnomalyPage:
             return AnomalyPage([_from_item(i) for i in items], Cursor(fingerprint, day, key).encode())
 
-        for position in range(first, len(partitions)):
-            day = partitions[position]
+        for position in range(first, partitions):
+            day = partition(position)
             while True:
-                if calls >= self.max_calls:
+                if calls >= self.max_calls or read >= self.max_items_read:
                     return resume(day, start_key)
                 need = query.limit - len(items)
-                found, start_key = self._query(query, day, start_key, need)
+                found, start_key, scanned = self._query(query, day, start_key, need, self.max_items_read - read)
                 calls += 1
+                read += scanned
                 items.extend(found)
                 if len(items) >= query.limit:
                     if start_key is not None:
                         return resume(day, start_key)
-                    if position + 1 < len(partitions):
-                        return resume(partitions[position + 1], None)
+                    if position + 1 < partitions:
+                        return resume(partition(position + 1), None)
                     return AnomalyPage([_from_item(i) for i in items], None)
                 if start_key is None:
                     break
         return AnomalyPage([_from_item(i) for i in items], None)
 
     def _query(
-        self, query: AnomalyQuery, day: str | None, start_key: dict[str, str] | None, need: int
-    ) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
-        """One Query call: at most ``need`` matching items, and the key to continue after (None: partition done)."""
+        self, query: AnomalyQuery, day: str | None, start_key: dict[str, str] | None, need: int, may_read: int
+    ) -> tuple[list[dict[str, Any]], dict[str, str] | None, int]:
+        """One Query call: at most ``need`` matching items, the key to continue after (None: partition done),
+        and how many items it evaluated (at most ``may_read``)."""
         names = {"#sk": "sk"}
         values: dict[str, Any] = {":lo": {"S": iso_utc(query.since_ms)}, ":hi": {"S": iso_utc(query.until_ms)}}
         filters = []
@@ -222,12 +271,14 @@ class AnomalyStore:
         request["ExpressionAttributeNames"] = names
         request["ExpressionAttributeValues"] = values
         # Without a filter every evaluated item matches, so Limit=need is exact; with one, read more per call.
-        request["Limit"] = need if not filters else min(max(need, 100), 1000)
+        request["Limit"] = max(1, min(need if not filters else max(need, 100), 1000, may_read))
         if start_key is not None:
             request["ExclusiveStartKey"] = {name: {"S": value} for name, value in start_key.items()}
         try:
             response = self.client.query(**request)
         except Exception as error:  # botocore ClientError / connection errors
+            if _error_code(error) == "ValidationException":
+                raise QueryRejected(_error_message(error)) from error
             raise StoreUnavailable(f"anomaly table {self.table_name!r}: {type(error).__name__}") from error
         found = list(response.get("Items", []))
         last = response.get("LastEvaluatedKey")
@@ -235,7 +286,18 @@ class AnomalyStore:
         if len(found) > need:
             found = found[:need]
             next_key = _key_of(found[-1], day)
-        return found, next_key
+        return found, next_key, int(response.get("ScannedCount", len(found)))
+
+
+def _error_code(error: Exception) -> str:
+    response = getattr(error, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+def _error_message(error: Exception) -> str:
+    response = getattr(error, "response", None)
+    message = response.get("Error", {}).get("Message", "") if isinstance(response, dict) else ""
+    return str(message)[:200] or "invalid query"
 
 
 def _key_of(item: dict[str, Any], day: str | None) -> dict[str, str]:
@@ -257,7 +319,15 @@ def iter_all(store: AnomalyStore, query: AnomalyQuery) -> Iterator[dict[str, Any
 
 
 def default_range(since: datetime | None, until: datetime | None, lookback_days: int, now_ms: int) -> tuple[int, int]:
-    """[since, until) in epoch ms: until defaults to now, since to ``lookback_days`` before until."""
-    until_ms = epoch_ms(until) if until is not None else now_ms
-    since_ms = epoch_ms(since) if since is not None else until_ms - lookback_days * DAY_MS
+    """[since, until) in epoch ms: until defaults to now, since to ``lookback_days`` before until.
+
+    Both are clamped to the times the table can hold (:data:`MIN_TIME_MS`, :data:`MAX_TIME_MS`),
+    which changes no answer: no window ends outside them.
+    """
+    until_ms = _clamp(epoch_ms(until)) if until is not None else _clamp(now_ms)
+    since_ms = _clamp(epoch_ms(since)) if since is not None else _clamp(until_ms - lookback_days * DAY_MS)
     return since_ms, until_ms
+
+
+def _clamp(moment_ms: int) -> int:
+    return min(max(moment_ms, MIN_TIME_MS), MAX_TIME_MS)

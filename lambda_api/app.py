@@ -34,8 +34,11 @@ def create_app(
     app.state.settings = settings
     app.state.shop = shop.Shop.seeded()
     app.state.anomaly_store = (
-        anomaly_store if anomaly_store is not None else monitoring.LazyAnomalyStore(settings.anomaly_table)
+        anomaly_store
+        if anomaly_store is not None
+        else monitoring.LazyAnomalyStore(settings.anomaly_table, max_items_read=settings.anomalies_max_items_read)
     )
+    app.state.monitoring_auth = settings.resolved_monitoring_auth()
     app.include_router(shop.router)
     app.include_router(monitoring.router)
     publisher = publisher if publisher is not None else build_publisher(settings)

@@ -118,3 +118,37 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 def encode_json(value: Any) -> bytes:
     """The one JSON encoding of events everywhere (publishers, fallback log, replay)."""
     return _ENCODER.encode(value).encode("ascii")
+
+
+# Bounds a replayed event must keep (replay reads logs anyone may have written into).
+MAX_ID_CHARS = 256
+STATUS_RANGE = (100, 599)
+
+
+def check_replayable(data: bytes, partition_key: str, now_ms: int, max_age_ms: int, max_ahead_ms: int) -> str | None:
+    """Why the record ``data`` may not be replayed, or None when it is a sound v1 event.
+
+    A sound event decodes as a v1 event with finite, non-negative numbers, a real status code, the
+    partition key as its id, and ``ts`` within [now - max_age, now + max_ahead]: a far-future ``ts``
+    would drag the detection job's watermark and make every later event late.
+    """
+    try:
+        decoded = json.loads(data, parse_constant=_refuse_constant)
+        event = RequestEvent.from_dict(decoded)
+    except (ValueError, UnicodeDecodeError) as error:
+        return f"not a v1 event ({error})"
+    if event.id != partition_key or not 0 < len(event.id) <= MAX_ID_CHARS:
+        return "id is not the partition key"
+    if not math.isfinite(event.latency_ms) or event.latency_ms < 0 or event.bytes_out < 0:
+        return "latency_ms or bytes_out out of range"
+    if not STATUS_RANGE[0] <= event.status <= STATUS_RANGE[1]:
+        return "status out of range"
+    if event.ts < now_ms - max_age_ms:
+        return "ts too old"
+    if event.ts > now_ms + max_ahead_ms:
+        return "ts in the future"
+    return None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a finite number")

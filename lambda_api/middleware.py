@@ -8,9 +8,11 @@ byte (or the app's exception, which still propagates). Monitoring never raises i
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import lru_cache
@@ -49,6 +51,7 @@ class PulseMiddleware:
         self._excluded_prefixes = tuple(route[:-1] for route in excluded if route.endswith("*"))
         self._max_path = self.settings.max_path_length
         self._max_user_agent = self.settings.max_user_agent_length
+        self._record_path = self.settings.record_path
         self._trusted = self.settings.trusted_proxies
         self._is_trusted = lru_cache(maxsize=4096)(self._in_trusted_networks)
 
@@ -130,13 +133,20 @@ class PulseMiddleware:
             ts,
             str(scope.get("method", ""))[:16],
             route,
-            str(scope.get("path", ""))[: self._max_path],
+            self._path(scope),
             500 if raised or not status else status,  # no response at all: the server answers 500
             round(latency_ms, 3),
             self._client_ip(scope.get("client"), forwarded),
             user_agent[: self._max_user_agent * 4].decode("utf-8", "replace")[: self._max_user_agent],
             bytes_out,
         )
+
+    def _path(self, scope: Scope) -> str:
+        """The path as ``PULSE_RECORD_PATH`` allows: nothing (default), redacted, or as requested."""
+        if self._record_path == "off":
+            return ""
+        path = str(scope.get("path", ""))[: self._max_path]
+        return redact_path(path) if self._record_path == "redacted" else path
 
     def _route_template(self, scope: Scope, root_path: str) -> str:
         """The matched route's template; mounted apps' routes get the mount's prefix."""
@@ -193,15 +203,33 @@ class PulseMiddleware:
 
     @staticmethod
     def _flushing_on_shutdown(send: Send, publisher: Publisher) -> Send:
-        async def send_after_flush(message: Message) -> None:
+        async def send_after_close(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
                 try:
-                    publisher.flush()
+                    # In a worker thread: delivering and writing fallback lines never block the event loop;
+                    # the publisher's close() keeps to its shutdown deadline.
+                    await asyncio.to_thread(publisher.close)
                 except Exception:
-                    logger.warning("pulse: flush on shutdown failed", exc_info=True)
+                    logger.warning("pulse: closing the publisher on shutdown failed", exc_info=True)
             await send(message)
 
-        return send_after_flush
+        return send_after_close
+
+
+# What PULSE_RECORD_PATH=redacted replaces: email addresses, and path segments that look like secrets or
+# personal identifiers (JWTs, long hex/base64url tokens, long digit runs such as card or phone numbers).
+REDACTED = "{redacted}"
+_SECRETS = re.compile(
+    r"[^/@\s]+@[^/@\s]+"  # an email address
+    r"|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?"  # a JWT
+    r"|(?<![A-Za-z0-9_-])(?=[A-Za-z_-]*[0-9])[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_-])"  # a long token with digits
+    r"|\d{7,}"  # a long number
+)
+
+
+def redact_path(path: str) -> str:
+    """``path`` with email addresses, tokens and long numbers replaced by ``{redacted}``."""
+    return _SECRETS.sub(REDACTED, path)
 
 
 def _is_mount(route: Any) -> bool:

@@ -8,19 +8,39 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from lambda_api.anomalies import (
-    DAY_MS,
     AnomalyQuery,
     AnomalyStore,
     CursorError,
+    QueryRejected,
     StoreUnavailable,
     default_range,
 )
+from lambda_api.events import UNMATCHED_ROUTE
+from lambda_api.openapi import errors
 from lambda_api.settings import PulseSettings
 
 Kind = Literal["spike", "drop", "silence", "error_surge", "latency_surge", "ip_burst", "ip_scan", "ip_auth_failures"]
+
+
+# The partition key is "<subject_type>#<subject>" and DynamoDB keys hold at most 2048 bytes of UTF-8:
+# 500 characters (at most 2000 bytes) always fit.
+MAX_SUBJECT_CHARS = 500
+
+
+def _iso_only(value: Any) -> Any:
+    """ISO 8601 text only: pydantic would also take a number of seconds (``0.5``), which the document does not."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+    raise ValueError("an ISO 8601 date-time is required")
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 class AnomalyFilters(BaseModel):
@@ -28,21 +48,40 @@ class AnomalyFilters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    subject_type: Literal["route", "client"] | None = Field(None, description="route or client; required with subject")
-    subject: str | None = Field(None, min_length=1, max_length=1024, description="route template or client IP")
+    subject_type: Literal["route", "client"] | None = Field(
+        None, description="route or client; with `subject` absent, filters across subjects"
+    )
+    subject: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_SUBJECT_CHARS,
+        description="a route template or a client IP; without `subject_type`, a subject starting with '/' "
+        f"(or {UNMATCHED_ROUTE}) is a route and any other a client",
+    )
     kind: Kind | None = None
-    since: datetime | None = Field(None, description="window_end at or after (ISO 8601; naive means UTC)")
-    until: datetime | None = Field(None, description="window_end before (default: now)")
+    since: IsoDateTime | None = Field(
+        None,
+        description="window_end at or after (ISO 8601; naive means UTC); times before 1970 mean 1970. "
+        "Default: `PULSE_ANOMALIES_LOOKBACK_DAYS` before `until`",
+    )
+    until: IsoDateTime | None = Field(
+        None,
+        description="window_end before (default: now); times after 9999-12-31 mean that day. "
+        "Not after `since`: an empty range, so no items",
+    )
     limit: int = Field(50, ge=1, le=200)
-    cursor: str | None = Field(None, min_length=1, max_length=4096, description="next_cursor of the previous page")
+    cursor: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="`next_cursor` of the previous page of the same query (422 for any other value)",
+    )
 
-    @model_validator(mode="after")
-    def _consistent(self) -> AnomalyFilters:
-        if self.subject is not None and self.subject_type is None:
-            raise ValueError("subject needs subject_type")
-        if self.since is not None and self.until is not None and self.since >= self.until:
-            raise ValueError("since must be before until")
-        return self
+    def resolved_subject_type(self) -> str | None:
+        if self.subject is None or self.subject_type is not None:
+            return self.subject_type
+        return "route" if self.subject.startswith("/") or self.subject == UNMATCHED_ROUTE else "client"
 
 
 class AnomalyRecord(BaseModel):
@@ -74,8 +113,15 @@ class AnomalyPageOut(BaseModel):
 class LazyAnomalyStore:
     """Creates the DynamoDB client on first use: most requests never read anomalies, so cold starts skip it."""
 
-    def __init__(self, table_name: str | None, connect_timeout_s: float = 1.0, read_timeout_s: float = 3.0) -> None:
+    def __init__(
+        self,
+        table_name: str | None,
+        connect_timeout_s: float = 1.0,
+        read_timeout_s: float = 3.0,
+        max_items_read: int = 2000,
+    ) -> None:
         self.table_name = table_name
+        self.max_items_read = max_items_read
         self._timeouts = (connect_timeout_s, read_timeout_s)
         self._store: AnomalyStore | None = None
         self._lock = threading.Lock()
@@ -93,7 +139,8 @@ class LazyAnomalyStore:
                     read_timeout=self._timeouts[1],
                     retries={"total_max_attempts": 2, "mode": "standard"},
                 )
-                self._store = AnomalyStore(self.table_name, boto3.client("dynamodb", config=config))
+                client = boto3.client("dynamodb", config=config)
+                self._store = AnomalyStore(self.table_name, client, max_items_read=self.max_items_read)
             return self._store
 
 
@@ -116,35 +163,62 @@ def _invalid(field: str, message: str, value: Any) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
 
-router = APIRouter(prefix="/monitoring", tags=["monitoring"])
+async def require_authorization(request: Request) -> None:
+    """Refuse (403) a request without the API Gateway authorizer context ``PULSE_MONITORING_AUTH`` asks for.
+
+    On Lambda, API Gateway routes ``/monitoring`` and ``/monitoring/{proxy+}`` through its IAM
+    authorizer, but any path it does not match that way (encodings, double slashes, case) reaches
+    the same function through ``$default``, unauthenticated, and the app may still serve it as
+    ``/monitoring/...``. So the endpoint checks, itself, that API Gateway authorized this request:
+    the event's ``requestContext.authorizer`` (``iam``, or with ``authorizer`` also ``jwt`` and
+    ``lambda``) is set only by an authorizer that allowed it.
+    """
+    mode = request.app.state.monitoring_auth
+    if mode == "none":
+        return
+    event = request.scope.get("aws.event")
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    authorizer = context.get("authorizer") if isinstance(context, dict) else None
+    kinds = ("iam",) if mode == "iam" else AUTHORIZER_KINDS
+    if isinstance(authorizer, dict) and any(isinstance(authorizer.get(k), dict) and authorizer[k] for k in kinds):
+        return
+    needed = "IAM (SigV4) authorization" if mode == "iam" else "an API Gateway authorizer"
+    raise HTTPException(status.HTTP_403_FORBIDDEN, f"/monitoring needs {needed}")
 
 
-@router.get("/anomalies")
+# The authorizer contexts API Gateway HTTP APIs put in payload v2 events.
+AUTHORIZER_KINDS = ("iam", "jwt", "lambda")
+
+router = APIRouter(
+    prefix="/monitoring",
+    tags=["monitoring"],
+    dependencies=[Depends(require_authorization)],
+    responses=errors(403),
+)
+
+
+@router.get("/anomalies", responses=errors(503))
 def list_anomalies(
     filters: Annotated[AnomalyFilters, Query()],
     settings: Annotated[PulseSettings, Depends(get_settings)],
     source: Annotated[LazyAnomalyStore | AnomalyStore, Depends(get_store)],
 ) -> AnomalyPageOut:
-    """Anomalies with window_end in [since, until), newest first; one subject's, or across subjects."""
+    """Anomalies with window_end in [since, until), newest first; one subject's, or across subjects.
+
+    A page ends early, with a `next_cursor`, after 25 DynamoDB calls or `PULSE_ANOMALIES_MAX_ITEMS_READ`
+    items evaluated; 422 for a cursor of another query, 503 when the table cannot be read.
+    """
     since_ms, until_ms = default_range(
         filters.since, filters.until, settings.anomalies_lookback_days, time.time_ns() // 1_000_000
     )
-    if since_ms >= until_ms:
-        raise _invalid("since", "since must be before until", filters.since)
     query = AnomalyQuery(
         since_ms=since_ms,
         until_ms=until_ms,
-        subject_type=filters.subject_type,
+        subject_type=filters.resolved_subject_type(),
         subject=filters.subject,
         kind=filters.kind,
         limit=filters.limit,
     )
-    if not query.by_subject and until_ms - since_ms > settings.anomalies_max_days * DAY_MS:
-        raise _invalid(
-            "since",
-            f"across subjects the range is at most {settings.anomalies_max_days} days; narrow it or give a subject",
-            filters.since,
-        )
     try:
         store = source.get() if isinstance(source, LazyAnomalyStore) else source
     except StoreUnavailable as error:
@@ -153,6 +227,8 @@ def list_anomalies(
         page = store.page(query, filters.cursor)
     except CursorError as error:
         raise _invalid("cursor", str(error), filters.cursor) from None
+    except QueryRejected as error:
+        raise _invalid("query", str(error), None) from None
     except StoreUnavailable as error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "anomaly store unavailable") from error
     return AnomalyPageOut(items=[AnomalyRecord(**item) for item in page.items], next_cursor=page.next_cursor)

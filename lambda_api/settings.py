@@ -72,10 +72,39 @@ class PulseSettings(BaseSettings):
     )
     max_path_length: int = Field(256, ge=16, le=8192, description="recorded path truncated to this many characters")
     max_user_agent_length: int = Field(256, ge=0, le=8192, description="recorded user agent truncated likewise")
+    record_path: Literal["off", "redacted", "raw"] = Field(
+        "off",
+        description="the request path in events: off (empty; the job never reads it), redacted (emails, "
+        "tokens and long ids replaced) or raw",
+    )
+
+    # Kinesis unreachable: stop waiting for it (circuit breaker).
+    breaker_failures: int = Field(
+        3, ge=1, le=1000, description="consecutive failed deliveries after which events go straight to the fallback log"
+    )
+    breaker_cooldown_s: float = Field(
+        5.0, gt=0, le=600, description="how long the breaker stays open before one delivery probes Kinesis again"
+    )
+    shutdown_deadline_s: float = Field(
+        20.0,
+        gt=0,
+        le=600,
+        description="buffered mode: longest shutdown; what is still queued then goes to the fallback log",
+    )
 
     # GET /monitoring/anomalies.
     anomalies_lookback_days: int = Field(7, ge=1, le=366, description="default time range when `since` is absent")
-    anomalies_max_days: int = Field(31, ge=1, le=366, description="longest range queried across subjects")
+    anomalies_max_items_read: int = Field(
+        2000,
+        ge=100,
+        le=100_000,
+        description="DynamoDB items evaluated per request at most (a page cut short has a cursor)",
+    )
+    monitoring_auth: Literal["auto", "iam", "authorizer", "none"] = Field(
+        "auto",
+        description="who may read /monitoring/*: iam (API Gateway's IAM authorizer context required), authorizer "
+        "(any API Gateway authorizer: IAM, JWT, Lambda), none; auto: iam on Lambda, none elsewhere",
+    )
 
     @field_validator("excluded_routes", mode="before")
     @classmethod
@@ -110,8 +139,6 @@ class PulseSettings(BaseSettings):
             )
         if self.backoff_base_s > self.backoff_max_s:
             raise ValueError(f"{ENV_PREFIX}BACKOFF_BASE_S must not exceed {ENV_PREFIX}BACKOFF_MAX_S")
-        if self.anomalies_lookback_days > self.anomalies_max_days:
-            raise ValueError(f"{ENV_PREFIX}ANOMALIES_LOOKBACK_DAYS must not exceed {ENV_PREFIX}ANOMALIES_MAX_DAYS")
         return self
 
     def resolved_mode(self, environ: Mapping[str, str] | None = None) -> Literal["request", "buffered"]:
@@ -120,6 +147,15 @@ class PulseSettings(BaseSettings):
             return self.publisher_mode
         environ = os.environ if environ is None else environ
         return "request" if environ.get("AWS_LAMBDA_FUNCTION_NAME") else "buffered"
+
+    def resolved_monitoring_auth(
+        self, environ: Mapping[str, str] | None = None
+    ) -> Literal["iam", "authorizer", "none"]:
+        """``iam`` on Lambda (behind API Gateway), ``none`` elsewhere, unless set explicitly."""
+        if self.monitoring_auth != "auto":
+            return self.monitoring_auth
+        environ = os.environ if environ is None else environ
+        return "iam" if environ.get("AWS_LAMBDA_FUNCTION_NAME") else "none"
 
 
 def load_settings(**overrides: Any) -> PulseSettings:

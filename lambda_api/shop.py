@@ -19,6 +19,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 
+from lambda_api.openapi import errors
+
 MAX_TOKENS = 10_000  # sessions kept; the oldest are forgotten (load tests log in a lot)
 MAX_ORDERS_PER_USER = 1_000
 USERNAMES: tuple[str, ...] = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy")
@@ -198,7 +200,7 @@ async def list_items(
     return ItemList(items=matching[offset : offset + limit], total=len(matching), offset=offset, limit=limit)
 
 
-@router.get("/items/{item_id}", tags=["catalog"])
+@router.get("/items/{item_id}", tags=["catalog"], responses=errors(404))
 async def get_item(shop: ShopDep, item_id: int) -> Item:
     item = shop.items.get(item_id)
     if item is None:
@@ -217,7 +219,7 @@ async def search(
     return SearchResult(query=q, results=results)
 
 
-@router.get("/users/{user_id}", tags=["users"])
+@router.get("/users/{user_id}", tags=["users"], responses=errors(404))
 async def get_user(shop: ShopDep, user_id: int) -> User:
     account = shop.accounts.get(user_id)
     if account is None:
@@ -225,7 +227,7 @@ async def get_user(shop: ShopDep, user_id: int) -> User:
     return account.user
 
 
-@router.get("/users/{user_id}/orders", tags=["users"])
+@router.get("/users/{user_id}/orders", tags=["users"], responses=errors(404))
 async def list_orders(shop: ShopDep, user_id: int) -> OrderList:
     account = shop.accounts.get(user_id)
     if account is None:
@@ -233,7 +235,7 @@ async def list_orders(shop: ShopDep, user_id: int) -> OrderList:
     return OrderList(orders=list(account.orders))
 
 
-@router.get("/users/{user_id}/orders/{order_id}", tags=["users"])
+@router.get("/users/{user_id}/orders/{order_id}", tags=["users"], responses=errors(404))
 async def get_order(shop: ShopDep, user_id: int, order_id: int) -> Order:
     account = shop.accounts.get(user_id)
     order = next((o for o in account.orders if o.id == order_id), None) if account else None
@@ -242,7 +244,7 @@ async def get_order(shop: ShopDep, user_id: int, order_id: int) -> Order:
     return order
 
 
-@router.post("/login", tags=["auth"])
+@router.post("/login", tags=["auth"], responses=errors(400, 401))
 async def login(shop: ShopDep, credentials: Credentials) -> Session:
     session = shop.login(credentials.username, credentials.password)
     if session is None:
@@ -252,7 +254,7 @@ async def login(shop: ShopDep, credentials: Credentials) -> Session:
     return session
 
 
-@router.post("/checkout", status_code=status.HTTP_201_CREATED, tags=["orders"])
+@router.post("/checkout", status_code=status.HTTP_201_CREATED, tags=["orders"], responses=errors(400, 401, 404, 409))
 async def checkout(
     shop: ShopDep,
     body: CheckoutRequest,

@@ -18,7 +18,15 @@ def http_api_event(
     source_ip: str = "203.0.113.9",
     user_agent: str = "pytest-lambda/1.0",
     headers: dict[str, str] | None = None,
+    route_key: str = "$default",
+    raw_path: str | None = None,
+    authorizer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """An HTTP API event for ``path`` (decoded, as in ``requestContext.http.path``; ``raw_path`` as the client sent it).
+
+    ``route_key`` is the route API Gateway matched; ``authorizer`` the context its authorizer set
+    (``iam_authorizer()`` for an IAM-authorized route), absent for a route without authorization.
+    """
     all_headers = {
         "host": "abc123.execute-api.us-east-1.amazonaws.com",
         "user-agent": user_agent,
@@ -29,10 +37,10 @@ def http_api_event(
         **(headers or {}),
     }
     now = time.time()
-    return {
+    event: dict[str, Any] = {
         "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
+        "routeKey": route_key,
+        "rawPath": path if raw_path is None else raw_path,
         "rawQueryString": query,
         "headers": all_headers,
         "requestContext": {
@@ -48,13 +56,31 @@ def http_api_event(
                 "userAgent": user_agent,
             },
             "requestId": uuid.uuid4().hex[:16],
-            "routeKey": "$default",
+            "routeKey": route_key,
             "stage": "$default",
             "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
             "timeEpoch": int(now * 1000),
         },
         "body": json.dumps(body) if body is not None else None,
         "isBase64Encoded": False,
+    }
+    if authorizer is not None:
+        event["requestContext"]["authorizer"] = authorizer
+    return event
+
+
+def iam_authorizer(account_id: str = "123456789012", user: str = "monitoring-reader") -> dict[str, Any]:
+    """The ``requestContext.authorizer`` API Gateway sets on a request its IAM authorizer allowed."""
+    return {
+        "iam": {
+            "accessKey": "ASIAEXAMPLEKEY123456",
+            "accountId": account_id,
+            "callerId": f"AROAEXAMPLE:{user}",
+            "cognitoIdentity": None,
+            "principalOrgId": None,
+            "userArn": f"arn:aws:sts::{account_id}:assumed-role/{user}/session",
+            "userId": f"AROAEXAMPLE:{user}",
+        }
     }
 
 

@@ -44,12 +44,13 @@ def build_publisher(settings: PulseSettings) -> Publisher | None:
         max_events=settings.buffer_max_events,
         flush_interval_s=settings.flush_interval_s,
         flush_records=settings.flush_records,
+        shutdown_deadline_s=settings.shutdown_deadline_s,
     )
 
 
 def kinesis_delivery(settings: PulseSettings) -> tuple[KinesisDelivery, FallbackLog]:
     """The Kinesis delivery (one client with the settings' timeouts) and fallback log a publisher uses."""
-    from lambda_api.publishers.delivery import KinesisDelivery, kinesis_client
+    from lambda_api.publishers.delivery import CircuitBreaker, KinesisDelivery, kinesis_client
     from lambda_api.publishers.fallback import FallbackLog
 
     if settings.stream_name is None:
@@ -59,5 +60,6 @@ def kinesis_delivery(settings: PulseSettings) -> tuple[KinesisDelivery, Fallback
         kinesis_client(settings.connect_timeout_s, settings.read_timeout_s),
         backoff_base_s=settings.backoff_base_s,
         backoff_max_s=settings.backoff_max_s,
+        breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s),
     )
     return delivery, FallbackLog(settings.fallback_log)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import threading
 import time
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -235,6 +236,57 @@ def _classify(error: Exception) -> tuple[str, bool]:
     return type(error).__name__, False
 
 
+CIRCUIT_OPEN = "circuit_open"
+
+
+class CircuitBreaker:
+    """Stops waiting for a Kinesis that keeps failing: after ``failures`` failed deliveries in a row it
+    opens, and deliveries give up at once (their records go to the fallback log) for ``cooldown_s``;
+    then one delivery probes, and its success closes the breaker (its failure opens it again).
+
+    On Lambda this bounds what an outage costs each invocation (the environment is held for the
+    delivery after every response); on a server it keeps the queue from filling behind a dead stream.
+    Thread-safe.
+    """
+
+    def __init__(self, failures: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.failures = failures
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failed = 0
+        self._open_until = 0.0
+        self._probing = False
+        self.opened = 0  # how many times it opened (for tests and benchmarks)
+
+    @property
+    def is_open(self) -> bool:
+        return self._failed >= self.failures
+
+    def allow(self) -> bool:
+        """Whether a delivery may call Kinesis now (closed, or this one is the probe after the cool-down)."""
+        with self._lock:
+            if self._failed < self.failures:
+                return True
+            if self._probing or self._clock() < self._open_until:
+                return False
+            self._probing = True
+            return True
+
+    def record(self, succeeded: bool) -> None:
+        """The outcome of a delivery that :meth:`allow` let through."""
+        with self._lock:
+            self._probing = False
+            if succeeded:
+                self._failed = 0
+                return
+            self._failed += 1
+            if self._failed >= self.failures:
+                if self._open_until <= self._clock():
+                    self.opened += 1
+                self._open_until = self._clock() + self.cooldown_s
+
+
 class KinesisDelivery:
     """A Kinesis client wrapper that delivers records to one stream, or says which it could not.
 
@@ -251,8 +303,10 @@ class KinesisDelivery:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.stream_name = stream_name
+        self.breaker = breaker
         self.client = client
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
@@ -264,8 +318,20 @@ class KinesisDelivery:
         """Put ``records`` on the stream within ``budget_s``; return those that did not make it. Never raises.
 
         The budget bounds when an attempt or a backoff may start; one attempt in flight is bounded
-        by the client's connect and read timeouts.
+        by the client's connect and read timeouts. With the breaker open, nothing is attempted: every
+        record comes back at once, reason ``circuit_open``.
         """
+        breaker = self.breaker
+        if breaker is not None and records:
+            if not breaker.allow():
+                return [Undelivered(record, CIRCUIT_OPEN, 0) for record in records]
+            undelivered = self._deliver(records, budget_s)
+            # Failed: nothing got through (Kinesis down, black-holed, or refusing every record).
+            breaker.record(len(undelivered) < len(records))
+            return undelivered
+        return self._deliver(records, budget_s)
+
+    def _deliver(self, records: Sequence[KinesisRecord], budget_s: float) -> list[Undelivered]:
         deadline = self._clock() + budget_s
         undelivered: list[Undelivered] = []
         pending: list[KinesisRecord] = []

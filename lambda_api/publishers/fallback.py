@@ -5,14 +5,17 @@ A line looks like::
     {"pulse_fallback":1,"stream":"pulse-events","reason":"EndpointConnectionError","attempts":3,
      "partition_key":"5f0c…","event":{"v":1,"id":"5f0c…",…}}
 
-It may carry a prefix (the Lambda runtime's timestamp and request id in CloudWatch Logs); the
-replay command finds the JSON object by its ``{"pulse_fallback"`` marker.
+Replay trusts a line only when the fallback object is the whole line, or the rest of the line after
+a prefix of tab-separated fields without quotes or braces (the Lambda runtime's level, timestamp
+and request id): a marker inside another line (a query string in an access log) is not a fallback
+line. Each event is then validated (:func:`lambda_api.events.check_replayable`) before replay.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import sys
 import threading
 from collections.abc import Iterable, Iterator
@@ -23,6 +26,11 @@ from lambda_api.events import encode_json
 from lambda_api.publishers.delivery import KinesisRecord, Undelivered
 
 MARKER = '{"pulse_fallback"'
+# The key of the one JSON line written when fallback lines themselves cannot be written (its value:
+# how many events are gone); CDK's metric filter adds these up (cdk/observability.py).
+LOST_KEY = "pulse_lost"
+# What may precede the object on a fallback line: up to 4 tab-separated fields without quotes or braces.
+_PREFIX = re.compile(r'(?:[^\t{}"]*\t){0,4}')
 FALLBACK_VERSION = 1
 
 
@@ -87,12 +95,23 @@ class FallbackLog:
         lines = [fallback_line(stream_name, item) for item in items]
         try:
             self._sink.write_lines(lines)
-        except Exception:
-            print(f"pulse: fallback log {self.target!r} unwritable; {len(lines)} event(s) lost", file=sys.__stderr__)
+        except Exception as error:
+            report_lost(stream_name, len(lines), f"fallback log {self.target!r} unwritable: {type(error).__name__}")
         return len(lines)
 
     def close(self) -> None:
         self._sink.close()
+
+
+def report_lost(stream_name: str, count: int, reason: str) -> None:
+    """One JSON line on the process's own stderr (on Lambda: CloudWatch Logs) saying ``count`` events are gone."""
+    line = encode_json({LOST_KEY: count, "stream": stream_name, "reason": reason}).decode("ascii")
+    try:
+        stream = sys.__stderr__ or sys.stderr
+        stream.write(line + "\n")
+        stream.flush()
+    except Exception:  # nowhere left to say it
+        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +122,32 @@ class FallbackEntry:
     record: KinesisRecord
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+
+
 def parse_fallback_line(line: str) -> FallbackEntry | None:
-    """The entry in ``line``, or None when the line is not a fallback line. ValueError when it is one but broken."""
+    """The entry in ``line``, or None when the line is not a fallback line. ValueError when it is one but broken.
+
+    A fallback line is the fallback object alone, or after a prefix of plain tab-separated fields;
+    a marker anywhere else (inside a string of another log line) makes no fallback line.
+    """
     start = line.find(MARKER)
     if start < 0:
         return None
-    obj, _ = json.JSONDecoder().raw_decode(line, start)
+    text = line.rstrip("\r\n")
+    prefix = _PREFIX.match(text)
+    if prefix is None or prefix.end() != start:
+        return None
+    try:
+        obj, end = _DECODER.raw_decode(text, start)
+    except ValueError:
+        raise ValueError("broken fallback object") from None
+    if text[end:].strip():
+        return None  # the object is part of a longer line: not written by Pulse
     if not isinstance(obj, dict) or obj.get("pulse_fallback") != FALLBACK_VERSION:
         raise ValueError("not a version-1 fallback line")
     stream, key = obj.get("stream"), obj.get("partition_key")

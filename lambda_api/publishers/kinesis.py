@@ -19,6 +19,9 @@ from lambda_api.publishers.fallback import FallbackLog
 
 logger = logging.getLogger("pulse.publisher")
 
+# Time close() keeps back before its deadline for writing what is unconfirmed to the fallback log.
+SHUTDOWN_RESERVE_S = 1.0
+
 
 def to_record(event: RequestEvent) -> KinesisRecord:
     """The Kinesis record of an event: its JSON, keyed by its id (random, so shards fill evenly)."""
@@ -66,8 +69,10 @@ class BufferedKinesisPublisher:
         max_events: int = 10_000,
         flush_interval_s: float = 1.0,
         flush_records: int = MAX_BATCH_RECORDS,
+        shutdown_deadline_s: float = 20.0,
     ) -> None:
         self.delivery = delivery
+        self.shutdown_deadline_s = shutdown_deadline_s
         self.fallback = fallback
         self.budget_s = budget_s
         self.max_events = max_events
@@ -80,6 +85,9 @@ class BufferedKinesisPublisher:
         self._state_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._in_flight: list[KinesisRecord] = []
+        self._abandoned = False  # close() wrote what was unconfirmed at its deadline to the fallback log
+        self._drain_deadline: float | None = None
         # Flush at interpreter exit too (a server stopped without lifespan); weak, so tests can drop publishers.
         atexit.register(_close_if_alive, weakref.ref(self))
 
@@ -114,18 +122,44 @@ class BufferedKinesisPublisher:
         """Deliver everything queued now, in the caller's thread (each batch within the flush budget)."""
         self._drain()
 
-    def close(self) -> None:
-        """Stop the background thread, deliver what is left, and refuse (fallback-log) later events."""
+    def close(self, deadline_s: float | None = None) -> None:
+        """Stop, deliver what is queued, and refuse (fallback-log) later events; return within ``deadline_s``.
+
+        ``deadline_s`` (default ``shutdown_deadline_s``) should sit inside the platform's grace period
+        (SIGTERM to SIGKILL). Delivery runs in a helper thread; whatever is still queued or in an
+        unanswered call when the deadline nears is written to the fallback log before it, so nothing
+        queued is lost without a trace (an unanswered call's records may also reach the stream: at
+        least once).
+        """
+        started = time.monotonic()
         with self._state_lock:
             if self._closed:
                 return
             self._closed = True
+        deadline = started + (self.shutdown_deadline_s if deadline_s is None else deadline_s)
+        hard = deadline - min(SHUTDOWN_RESERVE_S, (deadline - started) / 2)
+        self._drain_deadline = hard
         self._wake.set()
+        worker = threading.Thread(target=self._final_flush, name="pulse-shutdown-flush", daemon=True)
+        worker.start()
+        worker.join(max(0.0, hard - time.monotonic()))
+        with self._state_lock:
+            self._abandoned = True  # a delivery that ends later leaves the fallback log to this
+            unconfirmed = {r.partition_key: r for r in self._in_flight}
+            for event in self._pending:
+                record = to_record(event)
+                unconfirmed.setdefault(record.partition_key, record)
+            self._pending.clear()
+        if unconfirmed:
+            reason = "shutdown: delivery unconfirmed"
+            self.fallback.write(self.delivery.stream_name, [Undelivered(r, reason, 0) for r in unconfirmed.values()])
+        self.fallback.close()
+
+    def _final_flush(self) -> None:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=self.budget_s + 1.0)
+            thread.join(max(0.0, (self._drain_deadline or 0.0) - time.monotonic()))
         self._drain()
-        self.fallback.close()
 
     def _start(self) -> None:
         # Started on first use rather than in __init__, so a server that forks workers after
@@ -151,15 +185,28 @@ class BufferedKinesisPublisher:
                 next_flush = time.monotonic() + self.flush_interval_s
 
     def _drain(self, full_batches_only: bool = False) -> None:
-        with self._drain_lock:
-            while self._pending and (not full_batches_only or len(self._pending) >= self.flush_records):
+        # Fallback lines are written after the lock is released: a slow log never holds up a flush.
+        while True:
+            with self._drain_lock:
+                if not self._pending or (full_batches_only and len(self._pending) < self.flush_records):
+                    return
                 batch: list[RequestEvent] = []
                 while self._pending and len(batch) < self.flush_records:
                     batch.append(self._pending.popleft())
                 records = [to_record(event) for event in batch]
-                undelivered = self.delivery.deliver(records, self.budget_s)
-                if undelivered:
-                    self.fallback.write(self.delivery.stream_name, undelivered)
+                self._in_flight = records
+                budget = self.budget_s
+                if self._drain_deadline is not None:  # closing: no call may outlast close()'s deadline
+                    budget = min(budget, max(0.0, self._drain_deadline - time.monotonic()))
+                undelivered = self.delivery.deliver(records, budget) if budget > 0 else _unsent(records)
+                self._in_flight = []
+                abandoned = self._abandoned
+            if undelivered and not abandoned:
+                self.fallback.write(self.delivery.stream_name, undelivered)
+
+
+def _unsent(records: list[KinesisRecord]) -> list[Undelivered]:
+    return [Undelivered(record, "shutdown: deadline", 0) for record in records]
 
 
 def _close_if_alive(ref: weakref.ref[BufferedKinesisPublisher]) -> None:

@@ -33,6 +33,7 @@ VARIANT_CONTEXT = {
     "lambdaReservedConcurrency": "5",
     "lambdaProvisionedConcurrency": "2",
     "monitoringAuth": "none",
+    "retainData": "false",
     "flinkParallelism": "2",
     "flinkAutoscaling": "false",
     "jobProperties": json.dumps({"pulse.detect": {"spike.z": "5"}}),

@@ -22,11 +22,11 @@ def test_defaults_deploy_a_small_dev_system() -> None:
     assert settings.stream_shards is None  # on-demand
     assert settings.lambda_reserved_concurrency is None
     assert settings.monitoring_auth == "iam"
-    assert settings.retains_data is False
+    assert settings.retains_data is True
 
 
-def test_prod_retains_data_unless_told_otherwise() -> None:
-    assert settings_from({"stage": "prod"}).retains_data is True
+def test_data_is_retained_unless_told_otherwise_whatever_the_stage() -> None:
+    assert settings_from({"stage": "dev"}).retains_data is True
     assert settings_from({"stage": "prod", "retainData": "false"}).retains_data is False
     assert settings_from({"stage": "staging", "retainData": True}).retains_data is True
 

@@ -10,10 +10,16 @@ import pytest
 from cdk.api import HANDLER
 from cdk.detector import RUNTIME
 from cdk.flink_artifact import RUN_OPTIONS, RUN_OPTIONS_GROUP
-from cdk.observability import FALLBACK_FILTER_PATTERN, UNDELIVERED_METRIC
+from cdk.observability import (
+    FALLBACK_FILTER_PATTERN,
+    LATE_RECORDS_METRIC,
+    LOST_FILTER_PATTERN,
+    LOST_METRIC,
+    UNDELIVERED_METRIC,
+)
 from flink_app.config import JobConfig
 from lambda_api.publishers.delivery import KinesisRecord, Undelivered
-from lambda_api.publishers.fallback import fallback_line
+from lambda_api.publishers.fallback import LOST_KEY, fallback_line, report_lost
 from pulse_local import emulator as local_emulator
 from tests.cdk.synthesis import ANNOTATIONS_PLUGIN, STAGE, Synthesis, validation_findings
 
@@ -126,14 +132,16 @@ def test_table_has_ttl_pitr_and_encryption(default_synth: Synthesis) -> None:
     assert table["TableName"] == f"pulse-{STAGE}-anomalies"
 
 
-def test_data_is_deleted_with_a_dev_stack_and_retained_with_prod(
+def test_data_is_retained_by_default_and_deleted_only_when_told(
     default_synth: Synthesis, variant_synth: Synthesis
 ) -> None:
+    # the default (a non-prod stage) retains; the variant (stage prod) says retainData=false and deletes:
+    # the stage name decides nothing
     for resource_type in ("AWS::DynamoDB::Table", "AWS::Kinesis::Stream"):
-        assert default_synth.only(resource_type).get("DeletionPolicy", "Delete") == "Delete"
-        assert variant_synth.only(resource_type)["DeletionPolicy"] == "Retain"
-    assert default_synth.only("AWS::DynamoDB::Table")["Properties"]["DeletionProtectionEnabled"] is False
-    assert variant_synth.only("AWS::DynamoDB::Table")["Properties"]["DeletionProtectionEnabled"] is True
+        assert default_synth.only(resource_type)["DeletionPolicy"] == "Retain"
+        assert variant_synth.only(resource_type).get("DeletionPolicy", "Delete") == "Delete"
+    assert default_synth.only("AWS::DynamoDB::Table")["Properties"]["DeletionProtectionEnabled"] is True
+    assert variant_synth.only("AWS::DynamoDB::Table")["Properties"]["DeletionProtectionEnabled"] is False
 
 
 # --- monitored API -------------------------------------------------------------------------------
@@ -338,6 +346,8 @@ EXPECTED_ALARM_METRICS = {
     "flink-downtime": ("AWS/KinesisAnalytics", "downtime", "Application"),
     "flink-checkpoint-failures": ("AWS/KinesisAnalytics", "numberOfFailedCheckpoints", "Application"),
     "undelivered-events": (f"Pulse/{STAGE}", UNDELIVERED_METRIC, None),
+    "lost-events": (f"Pulse/{STAGE}", LOST_METRIC, None),
+    "flink-late-records": ("AWS/KinesisAnalytics", LATE_RECORDS_METRIC, "Application"),
 }
 
 
@@ -369,8 +379,39 @@ def test_downtime_alarm_fires_when_the_detector_reports_nothing(default_synth: S
     assert alarm(default_synth, f"pulse-{STAGE}-flink-downtime")["TreatMissingData"] == "breaching"
 
 
+def metric_filter_of(synthesis: Synthesis, metric: str) -> dict[str, Any]:
+    (found,) = [
+        resource["Properties"]
+        for resource in synthesis.resources("AWS::Logs::MetricFilter").values()
+        if resource["Properties"]["MetricTransformations"][0]["MetricName"] == metric
+    ]
+    return found
+
+
+def test_lost_events_metric_filter_adds_up_the_line_the_api_writes(
+    default_synth: Synthesis, capfd: pytest.CaptureFixture[str]
+) -> None:
+    metric_filter = metric_filter_of(default_synth, LOST_METRIC)
+    assert metric_filter["FilterPattern"] == LOST_FILTER_PATTERN
+    (transformation,) = metric_filter["MetricTransformations"]
+    assert transformation["MetricValue"] == f"$.{LOST_KEY}"
+    # the API's line when even the fallback log fails carries that key with the number of events
+    report_lost("pulse-events", 3, "fallback log unwritable")
+    line = json.loads(capfd.readouterr().err.strip().splitlines()[-1])
+    assert line[LOST_KEY] == 3 and f"($.{LOST_KEY} > 0)" in LOST_FILTER_PATTERN
+    assert metric_filter["LogGroupName"] == metric_filter_of(default_synth, UNDELIVERED_METRIC)["LogGroupName"]
+
+
+def test_the_function_checks_monitoring_authorization_as_the_routes_do(
+    default_synth: Synthesis, variant_synth: Synthesis
+) -> None:
+    for synthesis, expected in ((default_synth, "iam"), (variant_synth, "none")):
+        environment = synthesis.only("AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
+        assert environment["PULSE_MONITORING_AUTH"] == expected
+
+
 def test_fallback_metric_filter_reads_the_api_log_group(default_synth: Synthesis) -> None:
-    metric_filter = default_synth.only("AWS::Logs::MetricFilter")["Properties"]
+    metric_filter = metric_filter_of(default_synth, UNDELIVERED_METRIC)
     assert metric_filter["FilterPattern"] == FALLBACK_FILTER_PATTERN
     # the pattern matches the field and value of the line the API actually writes
     line = json.loads(fallback_line("pulse-events", Undelivered(KinesisRecord(b'{"v":1}', "k"), "Timeout", 3)))
@@ -398,7 +439,7 @@ def test_alarm_email_gets_an_encrypted_topic_on_every_alarm(variant_synth: Synth
     subscription = variant_synth.only("AWS::SNS::Subscription")["Properties"]
     assert (subscription["Protocol"], subscription["Endpoint"]) == ("email", "ops@example.com")
     alarms = variant_synth.resources("AWS::CloudWatch::Alarm").values()
-    assert len(alarms) == 11
+    assert len(alarms) == 13
     assert all(resource["Properties"]["AlarmActions"] == [{"Ref": topic_id}] for resource in alarms)
 
 

@@ -81,7 +81,7 @@ def test_lambda_keeps_answering_and_replay_delivers_once_the_stream_is_back(
     # when the emulator is back (empty, as after a crash) and the log is replayed
     own_emulator.restart()
     create_stream(own_emulator, name)
-    result = replay_cli(own_emulator, str(fallback))
+    result = replay_cli(own_emulator, str(fallback), "--stream", name)
     # then exactly those events are delivered
     assert result.returncode == 0, result.stderr
     assert "delivered=3 undelivered=0" in result.stdout
@@ -97,7 +97,7 @@ def test_a_server_with_a_buffered_publisher_falls_back_when_it_cannot_flush(
     fallback = tmp_path / "fallback.log"
     settings = load_settings(
         stream_name=name, publisher="kinesis", publisher_mode="buffered", flush_interval_s=60, flush_budget_s=0.3,
-        connect_timeout_s=0.2, read_timeout_s=0.5, fallback_log=str(fallback),
+        connect_timeout_s=0.2, read_timeout_s=0.5, fallback_log=str(fallback), record_path="raw",
     )  # fmt: skip
     own_emulator.stop()
     # when a server runs it, serves requests and shuts down
@@ -110,5 +110,5 @@ def test_a_server_with_a_buffered_publisher_falls_back_when_it_cannot_flush(
     # and replay delivers them once the emulator is back
     own_emulator.restart()
     create_stream(own_emulator, name)
-    assert replay_cli(own_emulator, str(fallback)).returncode == 0
+    assert replay_cli(own_emulator, str(fallback), "--stream", name).returncode == 0
     assert len(read_events(own_emulator, name)) == 3

@@ -24,6 +24,7 @@ def test_the_handler_puts_one_event_per_request_on_the_configured_stream(
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "pulse-api")
     monkeypatch.setenv("PULSE_STREAM_NAME", name)
     monkeypatch.setenv("PULSE_PUBLISHER", "kinesis")
+    monkeypatch.setenv("PULSE_RECORD_PATH", "raw")
     monkeypatch.delenv("PULSE_PUBLISHER_MODE", raising=False)
     sys.modules.pop("lambda_api.handler", None)
     handler = importlib.import_module("lambda_api.handler").handler

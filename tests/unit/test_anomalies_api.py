@@ -201,13 +201,13 @@ def test_a_cursor_cannot_point_into_another_subjects_partition(api: TestClient) 
         {"kind": "bogus"},
         {"limit": 0},
         {"limit": 201},
-        {"subject": ITEMS},
         {"subject_type": "server"},
-        {"since": UNTIL, "until": UNTIL},
         {"since": "yesterday"},
-        {"since": (DAY - timedelta(days=40)).isoformat(), "until": UNTIL},
+        {"since": "1741600800"},  # the document says ISO 8601, not a number of seconds
+        {"subject": "x" * 501},
         {"unknown": "1"},
         {"cursor": ""},
+        {"cursor": "not-base64!!"},
     ],
 )
 def test_invalid_parameters_are_422(api: TestClient, params: dict[str, Any]) -> None:
@@ -224,6 +224,98 @@ def test_a_long_range_is_fine_for_one_subject(api: TestClient) -> None:
     response = api.get("/monitoring/anomalies", params=params)
     assert response.status_code == 200
     assert len(response.json()["items"]) == 5
+
+
+def test_a_long_range_across_subjects_is_paged_by_bounded_work(api: TestClient) -> None:
+    # given 40 days across subjects (more than one page's 25 calls of empty days)
+    params = {"since": (DAY - timedelta(days=40)).isoformat(), "until": UNTIL, "kind": "silence"}
+    # then the pages, followed, end with the one silence 10 days back
+    records, pages = all_pages(api, **params, limit=50)
+    assert [r["kind"] for r in records] == ["silence"] and pages >= 2
+
+
+def test_a_subject_alone_is_a_route_when_it_starts_with_a_slash_else_a_client(api: TestClient) -> None:
+    route = api.get("/monitoring/anomalies", params={"subject": ITEMS, "until": UNTIL}).json()["items"]
+    client = api.get("/monitoring/anomalies", params={"subject": CLIENT, "until": UNTIL}).json()["items"]
+    assert keys(route) == expected(lambda a: a.pk == f"route#{ITEMS}" and a.kind != "silence")
+    assert keys(client) == expected(lambda a: a.pk == f"client#{CLIENT}")
+
+
+def test_since_not_before_until_is_an_empty_range(api: TestClient) -> None:
+    response = api.get("/monitoring/anomalies", params={"since": UNTIL, "until": UNTIL})
+    assert response.status_code == 200 and response.json() == {"items": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"until": "9999-12-31T23:59:59-23:00"},  # year 10000 in UTC (was a 500)
+        {"since": "0999-01-01T00:00:00Z", "until": UNTIL},  # 3-digit year: inverted key bounds (was a 503)
+        {"since": "0001-01-01T00:00:00+23:00", "subject": ITEMS},
+        {"subject_type": "client", "subject": "\U0001f600" * 500},  # 2000 bytes of UTF-8, the longest allowed
+    ],
+)
+def test_extreme_times_and_subjects_are_answered_not_5xx(api: TestClient, params: dict[str, Any]) -> None:
+    response = api.get("/monitoring/anomalies", params=params)
+    assert response.status_code == 200, response.text
+
+
+def test_extreme_times_are_clamped_without_changing_the_answer(api: TestClient) -> None:
+    wide = {"subject": ITEMS, "since": "0001-01-01T00:00:00Z", "until": "9999-12-31T23:59:59-23:00"}
+    records = api.get("/monitoring/anomalies", params=wide).json()["items"]
+    assert keys(records) == expected(lambda a: a.pk == f"route#{ITEMS}")
+
+
+def test_a_forged_cursor_with_an_oversized_key_is_422(api: TestClient) -> None:
+    since, until = DAY - timedelta(days=6), DAY + timedelta(days=1)
+    query = anomalies.AnomalyQuery(since_ms=ms(since), until_ms=ms(until))
+    day = query.day(0)
+    forged = anomalies.Cursor(query.fingerprint(), day, {"pk": "x" * 3000, "sk": "z", "day": day}).encode()
+    params = {"since": since.isoformat(), "until": until.isoformat(), "cursor": forged}
+    response = api.get("/monitoring/anomalies", params=params)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "cursor"]
+
+
+class RefusingClient:
+    def query(self, **request: Any) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        error = {"Error": {"Code": "ValidationException", "Message": "Key too long"}}
+        raise ClientError(error, "Query")  # type: ignore[arg-type]
+
+
+def test_dynamodb_validation_errors_are_422_not_503() -> None:
+    store = anomalies.AnomalyStore("t", RefusingClient())
+    api = TestClient(create_app(load_settings(publisher="off"), anomaly_store=store))
+    response = api.get("/monitoring/anomalies", params={"subject": ITEMS})
+    assert response.status_code == 422
+    assert "Key too long" in response.json()["detail"][0]["msg"]
+
+
+class CountingClient:
+    """Passes queries to DynamoDB and counts the items each one evaluated."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.scanned: list[int] = []
+
+    def query(self, **request: Any) -> dict[str, Any]:
+        response: dict[str, Any] = self.client.query(**request)
+        self.scanned.append(response["ScannedCount"])
+        return response
+
+
+def test_the_items_read_per_request_are_capped(emulator: Emulator, table: str) -> None:
+    # given a store that may evaluate 3 items per request, and a filter that matches few of many
+    counting = CountingClient(emulator.client("dynamodb"))
+    store = anomalies.AnomalyStore(table, counting, max_items_read=3)
+    since, until = ms(DAY - timedelta(days=6)), ms(DAY + timedelta(days=1))
+    filtered = anomalies.AnomalyQuery(since_ms=since, until_ms=until, kind="ip_auth_failures")
+    # when one page is asked for, then it read at most 3 items and ends with a cursor
+    page = store.page(filtered)
+    assert sum(counting.scanned) <= 3 and page.next_cursor is not None
+    # and following the cursors still finds the match
+    assert [r["kind"] for r in anomalies.iter_all(store, filtered)] == ["ip_auth_failures"]
 
 
 def test_a_missing_table_is_503(emulator: Emulator) -> None:

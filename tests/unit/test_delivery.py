@@ -9,8 +9,10 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from lambda_api.publishers.delivery import (
+    CIRCUIT_OPEN,
     MAX_BATCH_BYTES,
     MAX_BATCH_RECORDS,
+    CircuitBreaker,
     KinesisDelivery,
     KinesisRecord,
     batches,
@@ -190,3 +192,44 @@ def test_batches_of_one_delivery_are_separate_calls_and_only_failures_repeat() -
     assert undelivered == []
     assert [len(call) for call in client.calls] == [500, 500, 1, 1]
     assert client.calls[3] == ["key-00499"]
+
+
+def test_the_breaker_opens_after_repeated_failures_then_probes_and_recovers() -> None:
+    # given Kinesis unreachable for three deliveries, then back (a budget of 0.1 s: one attempt each)
+    down = EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+    time = FakeTime()
+    client = ScriptedKinesis([down, down, down])
+    breaker = CircuitBreaker(failures=3, cooldown_s=5.0, clock=time.clock)
+    delivery = KinesisDelivery(
+        "s", client, sleep=time.sleep, clock=time.clock, jitter=lambda: 0.5, breaker=breaker,
+        backoff_base_s=1.0, backoff_max_s=1.0,
+    )  # fmt: skip
+    # when three deliveries fail, the breaker opens
+    for _ in range(3):
+        assert [u.reason for u in delivery.deliver(records(1), 0.1)] == ["budget_exhausted: EndpointConnectionError"]
+    assert breaker.is_open and len(client.calls) == 3
+    # then deliveries during the cool-down give up at once, without calling Kinesis
+    assert [u.reason for u in delivery.deliver(records(2), 0.1)] == [CIRCUIT_OPEN, CIRCUIT_OPEN]
+    assert len(client.calls) == 3 and time.sleeps == []
+    # and after it, one delivery probes; Kinesis answers, so the breaker closes
+    time.now += 5.0
+    assert delivery.deliver(records(1), 0.1) == []
+    assert not breaker.is_open and len(client.calls) == 4
+    assert delivery.deliver(records(1), 0.1) == [] and len(client.calls) == 5
+
+
+def test_a_failed_probe_opens_the_breaker_for_another_cool_down() -> None:
+    down = EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+    time = FakeTime()
+    client = ScriptedKinesis([down] * 10)
+    breaker = CircuitBreaker(failures=1, cooldown_s=2.0, clock=time.clock)
+    delivery = KinesisDelivery(
+        "s", client, sleep=time.sleep, clock=time.clock, jitter=lambda: 0.5, breaker=breaker,
+        backoff_base_s=1.0, backoff_max_s=1.0,
+    )  # fmt: skip
+    delivery.deliver(records(1), 0.1)
+    time.now += 2.0
+    delivery.deliver(records(1), 0.1)  # the probe fails
+    time.now += 1.0
+    assert [u.reason for u in delivery.deliver(records(1), 0.1)] == [CIRCUIT_OPEN]
+    assert len(client.calls) == 2 and breaker.opened == 2

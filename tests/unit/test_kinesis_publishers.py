@@ -13,8 +13,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lambda_api.events import RequestEvent
-from lambda_api.publishers.delivery import KinesisDelivery, KinesisRecord, kinesis_client
-from lambda_api.publishers.fallback import FallbackLog, read_fallback_lines
+from lambda_api.publishers.delivery import KinesisDelivery, KinesisRecord, Undelivered, kinesis_client
+from lambda_api.publishers.fallback import LOST_KEY, FallbackLog, read_fallback_lines
 from lambda_api.publishers.kinesis import BufferedKinesisPublisher, RequestKinesisPublisher
 from pulse_local.emulator import Emulator
 from tests.streams import read_events, read_records, wait_for_events
@@ -338,3 +338,50 @@ def test_put_records_client_falls_back_to_the_boto3_call_without_its_internals()
     client = PutRecordsClient(PlainClient())
     assert not client.direct
     assert client.put_records(StreamName="s", Records=[{"Data": b"x", "PartitionKey": "k"}])["via"] == "boto3"
+
+
+def test_an_unwritable_fallback_log_reports_the_lost_events_as_one_counted_json_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # given a fallback log whose file cannot be opened (a directory)
+    log = FallbackLog(str(tmp_path))
+    record = KinesisRecord(b'{"v":1}', "k")
+    # when two undelivered events are written to it
+    log.write("pulse-events", [Undelivered(record, "Timeout", 3), Undelivered(record, "Timeout", 3)])
+    # then stderr gets one JSON line with the count, the field CDK's LostEvents metric filter adds up
+    (line,) = [json.loads(text) for text in capfd.readouterr().err.splitlines() if LOST_KEY in text]
+    assert line[LOST_KEY] == 2 and line["stream"] == "pulse-events" and "unwritable" in line["reason"]
+
+
+class BlackHole:
+    """A Kinesis that never answers (each call hangs until released, at most 30 s)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def put_records(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        self.release.wait(timeout=30)
+        raise ConnectionResetError("black hole")
+
+
+def test_close_keeps_its_deadline_and_logs_everything_still_queued(fallback_path: Path) -> None:
+    # given 10,000 events queued in front of a Kinesis that never answers, with a 5 s flush budget
+    hole = BlackHole()
+    publisher = BufferedKinesisPublisher(
+        KinesisDelivery("pulse-events", hole), FallbackLog(str(fallback_path)),
+        budget_s=5.0, flush_interval_s=60, max_events=10_000,
+    )  # fmt: skip
+    events = [make_event(n) for n in range(10_000)]
+    for event in events:
+        publisher.publish(event)
+    # when the publisher closes with a 2 s deadline
+    started = time.monotonic()
+    publisher.close(deadline_s=2.0)
+    took = time.monotonic() - started
+    hole.release.set()
+    # then it returned before the deadline, and every event is in the fallback log (none lost at SIGKILL)
+    assert took < 2.0, took
+    logged = {line["event"]["id"] for line in fallback_entries(fallback_path)}
+    assert logged == {event.id for event in events}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
@@ -27,6 +28,7 @@ class CapturingPublisher:
     def __init__(self) -> None:
         self.events: list[RequestEvent] = []
         self.flushes = 0
+        self.closes = 0
 
     def publish(self, event: RequestEvent) -> None:
         self.events.append(event)
@@ -35,7 +37,7 @@ class CapturingPublisher:
         self.flushes += 1
 
     def close(self) -> None:
-        pass
+        self.closes += 1
 
 
 class Boom(RuntimeError):
@@ -99,7 +101,7 @@ def publisher() -> CapturingPublisher:
 
 @pytest.fixture
 def client(publisher: CapturingPublisher) -> TestClient:
-    return TestClient(monitored_app(publisher), raise_server_exceptions=True)
+    return TestClient(monitored_app(publisher, record_path="raw"), raise_server_exceptions=True)
 
 
 def test_matched_route_records_every_v1_field(client: TestClient, publisher: CapturingPublisher) -> None:
@@ -246,13 +248,31 @@ def test_a_failing_publisher_never_breaks_the_request() -> None:
     assert response.json() == {"hello": "world"}
 
 
-def test_lifespan_shutdown_flushes_the_publisher(publisher: CapturingPublisher) -> None:
+def test_lifespan_shutdown_closes_the_publisher_off_the_event_loop(publisher: CapturingPublisher) -> None:
+    # given a publisher whose close takes a while (delivering what is queued)
+    loop_threads: set[int] = set()
+    close_threads: list[int] = []
+
+    def slow_close() -> None:
+        close_threads.append(threading.get_ident())
+        time.sleep(0.05)
+        publisher.closes += 1
+
+    publisher.close = slow_close  # type: ignore[method-assign]
+    app = monitored_app(publisher)
+
+    @app.get("/loop")
+    async def loop() -> dict[str, str]:
+        loop_threads.add(threading.get_ident())
+        return {}
+
     # when a server starts and stops the app
-    with TestClient(monitored_app(publisher)) as client:
-        client.get("/hello")
-        assert publisher.flushes == 0
-    # then the publisher was flushed on shutdown
-    assert publisher.flushes == 1
+    with TestClient(app) as client:
+        client.get("/loop")
+        assert publisher.closes == 0
+    # then the publisher was closed on shutdown, in a thread other than the event loop's
+    assert publisher.closes == 1
+    assert close_threads and close_threads[0] not in loop_threads
 
 
 def test_one_line_on_any_fastapi_app_reads_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -372,7 +392,7 @@ def test_any_path_user_agent_and_client_make_a_bounded_valid_event(
 ) -> None:
     # given arbitrary text in the path, bytes in the user agent and anything as the client
     publisher = CapturingPublisher()
-    config = load_settings(publisher="off", max_path_length=64, max_user_agent_length=32)
+    config = load_settings(publisher="off", max_path_length=64, max_user_agent_length=32, record_path="raw")
     middleware = PulseMiddleware(plain_asgi_app, settings=config, publisher=publisher)
     scope = http_scope(path=path, headers=[(b"user-agent", user_agent)], client=client)
     # when the request is served
@@ -424,3 +444,36 @@ def test_a_huge_forwarded_chain_costs_only_its_last_hops() -> None:
     event = forwarded_event("10.0.0.5", [b"203.0.113.1, " + chain], TRUSTING)
     # every examined hop is trusted, so the leftmost examined one is reported, never the distant hop
     assert event.client_ip == "10.9.9.9"
+
+
+# What the path may reveal (personal data): recorded only when asked
+
+
+def test_the_path_is_not_recorded_by_default(publisher: CapturingPublisher) -> None:
+    client = TestClient(monitored_app(publisher))
+    client.get("/users/1/orders/7")
+    client.get("/reset/alice@example.com")
+    assert [(e.route, e.path) for e in publisher.events] == [
+        ("/users/{user_id}/orders/{order_id}", ""),
+        (UNMATCHED_ROUTE, ""),
+    ]
+    assert "alice" not in publisher.events[1].to_json().decode()
+
+
+def test_redacted_paths_hide_emails_tokens_and_long_numbers(publisher: CapturingPublisher) -> None:
+    client = TestClient(monitored_app(publisher, record_path="redacted"))
+    for path in (
+        "/reset/alice@example.com/confirm",
+        "/session/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
+        "/download/3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c",
+        "/cards/4111111111111111",
+        "/users/42/orders/7",
+    ):
+        client.get(path)
+    assert [e.path for e in publisher.events] == [
+        "/reset/{redacted}/confirm",
+        "/session/{redacted}",
+        "/download/{redacted}",
+        "/cards/{redacted}",
+        "/users/42/orders/7",
+    ]
