@@ -6,11 +6,11 @@ For parallelism 1 and 2 it runs, in one JVM, (a) the full backtest job (SQL stag
 detection) and (b) the same source and SQL stages with the windows going to a discarding
 ('blackhole') sink. Start-up is measured apart by running each job over a tiny file; steady
 throughput is ``events / (total - start-up)``. With ``--repeat N`` the two modes alternate N times
-and each keeps its fastest run (a shared machine's noise only ever slows a run down). With the
-connector JAR present it also measures how fast Flink's Kinesis source reads an emulated stream
-(embedded moto). Prints ``name=value`` lines; the last line holds the headline figures, including
-``events_per_s`` (full job, parallelism 1) and ``python_overhead_ratio`` (full / SQL-only steady
-time, parallelism 1).
+and each keeps its fastest run (a shared machine's noise only ever slows a run down). First it runs
+the full streaming job over an emulated stream (embedded moto) of 1 and 4 shards, read through
+Flink's Kinesis source (the connector JAR is needed): ``kinesis_source_events_per_s``. Prints
+``name=value`` lines; the last line holds the headline figures, including ``events_per_s`` (full
+job, parallelism 1) and ``python_overhead_ratio`` (full / SQL-only steady time, parallelism 1).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -52,77 +54,110 @@ def timed_run(config: JobConfig, parallelism: int, detect: bool) -> tuple[float,
     return time.perf_counter() - started, anomalies
 
 
-def kinesis_read_rate(records: int) -> float | None:
-    """Events/s the Kinesis source reads from an emulated stream (SQL stages into a discarding sink)."""
-    try:
-        job.connector_jar()
-    except FileNotFoundError:
-        return None
+@dataclass
+class KinesisRead:
+    """How the full job read an emulated stream through Flink's Kinesis source."""
+
+    shards: int
+    records: int
+    read: int  # what the source emitted before the deadline
+    seconds: float  # from the first record out of the source to the last
+
+    @property
+    def events_per_s(self) -> float:
+        return self.read / max(self.seconds, 1e-3)
+
+
+def kinesis_read_rate(records: int, shards: int, timeout_s: float = 300.0) -> KinesisRead:
+    """The full streaming job (Kinesis source, SQL stages, detection, DynamoDB sink) over ``records``
+    events already on an emulated stream of ``shards`` shards, read from its start at parallelism 1.
+
+    The rate counts from the first record the source emits to the last (start-up apart), as the sum
+    over subtasks of the source operator's ``numRecordsOut``, read through the mini-cluster's REST API.
+    """
     import json
 
-    from pulse_local.emulator import create_stream, running_emulator
+    from pulse_local.emulator import create_anomaly_table, create_stream, free_port, running_emulator
 
+    job.connector_jar()  # fails, naming where it looked, without the JAR
     with running_emulator() as emulator:
-        arn = create_stream(emulator, "bench-events", shards=2)
+        arn = create_stream(emulator, f"bench-events-{shards}", shards=shards)
+        create_anomaly_table(emulator, f"bench-anomalies-{shards}")
         kinesis = emulator.client("kinesis")
-        batch = []
-        for item in steady(START_MS, int(records / 1000 * 1000), 1000.0, 200, 10_000):
+        batch: list[dict[str, Any]] = []
+        for item in steady(START_MS, records, 1000.0, 200, 10_000):
             batch.append({"Data": json.dumps(item).encode(), "PartitionKey": item["id"]})
             if len(batch) == 500:
                 kinesis.put_records(StreamARN=arn, Records=batch)
                 batch = []
         if batch:
             kinesis.put_records(StreamARN=arn, Records=batch)
+        endpoint = {"aws.endpoint": emulator.endpoint}
         config = JobConfig.from_property_groups(
             [
                 {
                     "PropertyGroupId": "pulse.source",
+                    "PropertyMap": {"stream.arn": arn, "init.position": "TRIM_HORIZON", **endpoint},
+                },
+                {
+                    "PropertyGroupId": "pulse.sink",
                     "PropertyMap": {
-                        "stream.arn": arn,
-                        "aws.endpoint": emulator.endpoint,
-                        "init.position": "TRIM_HORIZON",
+                        "table.name": f"bench-anomalies-{shards}",
+                        "aws.region": emulator.region,
+                        **endpoint,
                     },
-                }
+                },
             ]
         )
-        from pulse_local.emulator import free_port
-
-        rest = f"http://127.0.0.1:{free_port()}"
+        port = free_port()
         pipeline = job.build(
             config,
             bounded=False,
             parallelism=1,
-            detect=False,
-            flink_conf={"metrics.fetcher.update-interval": "500", "rest.port": rest.rsplit(":", 1)[1]},
+            flink_conf={"rest.port": str(port), "metrics.fetcher.update-interval": "500"},
         )
         client = job.execute_async(pipeline, "pulse-kinesis-read")
-        # Count what the source emitted through its numRecordsOut, via the mini-cluster's REST API.
-        raise_if = time.perf_counter() + 300
-        first = None
-        while time.perf_counter() < raise_if:
-            out = _source_records_out(client, rest)
-            if out and first is None:
-                first = (time.perf_counter(), out)
-            if out >= records:
-                client.cancel().result()
-                assert first is not None
-                return (out - first[1]) / max(time.perf_counter() - first[0], 1e-3)
-            time.sleep(0.5)
-        client.cancel().result()
-        return None
+        try:
+            deadline = time.perf_counter() + timeout_s
+            first: tuple[float, int] | None = None
+            out = 0
+            while time.perf_counter() < deadline:
+                out = _source_records_out(client, f"http://127.0.0.1:{port}")
+                now = time.perf_counter()
+                if out and first is None:
+                    first = (now, out)
+                if out >= records:
+                    break
+                time.sleep(0.2)
+            seconds = (time.perf_counter() - first[0]) if first else timeout_s
+            return KinesisRead(shards, records, out - (first[1] if first else 0), seconds)
+        finally:
+            client.cancel().result()  # type: ignore[attr-defined]
 
 
 def _source_records_out(client: object, base: str) -> int:
+    """Records the Kinesis source operator emitted, summed over its subtasks (0 while not reported)."""
     import json
     import urllib.request
 
     job_id = str(client.get_job_id())  # type: ignore[attr-defined]
+    total = 0
     try:
-        vertices = json.load(urllib.request.urlopen(f"{base}/jobs/{job_id}", timeout=2))["vertices"]
+        for vertex in json.load(urllib.request.urlopen(f"{base}/jobs/{job_id}", timeout=2))["vertices"]:
+            if not vertex["name"].startswith("Source"):
+                continue
+            url = f"{base}/jobs/{job_id}/vertices/{vertex['id']}/metrics"
+            wanted = [
+                m["id"]
+                for m in json.load(urllib.request.urlopen(url, timeout=2))
+                if m["id"].endswith(".numRecordsOut") and ".Source__" in m["id"]
+            ]
+            if wanted:
+                values = json.load(urllib.request.urlopen(f"{url}?get={','.join(wanted)}", timeout=2))
+                total += sum(int(float(m["value"])) for m in values)
     except OSError:
         return 0
-    source = next(v for v in vertices if v["name"].startswith("Source"))
-    return int(source["metrics"]["write-records"])
+    return total
 
 
 def main() -> int:
@@ -132,8 +167,25 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=10_000)
     parser.add_argument("--parallelism", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--kinesis-records", type=int, default=20_000)
+    parser.add_argument("--kinesis-shards", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--kinesis-only", action="store_true", help="measure only the Kinesis source")
     parser.add_argument("--repeat", type=int, default=1, help="alternate the modes N times, keep each one's best")
     args = parser.parse_args()
+
+    kinesis = {shards: kinesis_read_rate(args.kinesis_records, shards) for shards in args.kinesis_shards}
+    for read in kinesis.values():
+        print(
+            f"kinesis_shards={read.shards} records={read.records} read={read.read} seconds={read.seconds:.1f} "
+            f"events_per_s={read.events_per_s:.0f}",
+            flush=True,
+        )
+    kinesis_figures = {f"kinesis_source_events_per_s_{s}_shards": f"{r.events_per_s:.0f}" for s, r in kinesis.items()}
+    kinesis_figures["kinesis_source_events_per_s"] = kinesis_figures[
+        f"kinesis_source_events_per_s_{args.kinesis_shards[0]}_shards"
+    ]
+    if args.kinesis_only:
+        print(" ".join(f"{key}={value}" for key, value in kinesis_figures.items()))
+        return 0
 
     with tempfile.TemporaryDirectory() as scratch:
         big, tiny = Path(scratch) / "events.jsonl", Path(scratch) / "tiny.jsonl"
@@ -174,10 +226,6 @@ def main() -> int:
                 flush=True,
             )
 
-    kinesis = kinesis_read_rate(args.kinesis_records)
-    print(
-        f"kinesis_source_events_per_s={'n/a (no connector JAR)' if kinesis is None else f'{kinesis:.0f}'}", flush=True
-    )
     p = args.parallelism[0]
     headline = {
         "events": events,
@@ -189,7 +237,7 @@ def main() -> int:
         **{
             f"python_overhead_ratio_p{q}": f"{figures[f'python_overhead_ratio_p{q}']:.2f}" for q in args.parallelism[1:]
         },
-        "kinesis_source_events_per_s": "n/a" if kinesis is None else f"{kinesis:.0f}",
+        **kinesis_figures,
     }
     print(" ".join(f"{key}={value}" for key, value in headline.items()))
     return 0

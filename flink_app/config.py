@@ -124,6 +124,9 @@ class JobRuntimeConfig(_Group):
     # Client keys are many and come and go: their state expires after this long without a window
     # (processing time), so idle clients' state does not grow forever. An expired client is new again.
     client_state_ttl_h: float = Field(24.0, gt=0, alias="client.state.ttl.h")
+    # Events are delivered at least once: a copy of an id seen within this long (processing time) is
+    # dropped before the windows. 0 turns deduplication off (one shuffle and one state entry per id less).
+    dedup_ttl_s: int = Field(600, ge=0, le=DAY_S, alias="dedup.ttl.s")
 
 
 class JobConfig(BaseModel):

@@ -37,9 +37,10 @@ def _field(path: str, sql_type: str | None = None) -> str:
     return f"TRY_CAST({value} AS {sql_type})" if sql_type else value
 
 
-# The fields the stages use, in schema v1's names. Others (id, method, path, user_agent,
-# bytes_out) are not needed by any window, so they are not parsed at all.
+# The fields the stages use, in schema v1's names (``id`` for deduplication). Others (method, path,
+# user_agent, bytes_out) are not needed by any window, so they are not parsed at all.
 EVENT_COLUMNS: tuple[ComputedColumn, ...] = (
+    ComputedColumn("id", "STRING", _field("id")),
     ComputedColumn("route", "STRING", _field("route")),
     ComputedColumn("status", "INT", _field("status", "INT")),
     ComputedColumn("latency_ms", "DOUBLE", _field("latency_ms", "DOUBLE")),
@@ -84,9 +85,13 @@ def watermark_expression(watermark_delay_s: int) -> str:
     return f"`event_time` - {sql_interval(watermark_delay_s * 1000 + 1)}"
 
 
+# Arrival (processing) time: the deduplication keeps the first copy of an id to arrive.
+ARRIVAL_COLUMN = ComputedColumn("arrival", "TIMESTAMP_LTZ(3)", "PROCTIME()")
+
+
 def columns_ddl(watermark_delay_s: int) -> str:
     """The column list of a raw source table: the raw record, the parsed fields, the watermark."""
     lines = [f"`{RAW_COLUMN}` STRING"]
-    lines += [column.ddl() for column in EVENT_COLUMNS]
+    lines += [column.ddl() for column in (*EVENT_COLUMNS, ARRIVAL_COLUMN)]
     lines.append(f"WATERMARK FOR `event_time` AS {watermark_expression(watermark_delay_s)}")
     return ",\n  ".join(lines)

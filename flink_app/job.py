@@ -150,6 +150,9 @@ def create_environment(
     table_config = t_env.get_config()
     table_config.set("table.local-time-zone", "UTC")
     table_config.set("table.exec.source.idle-timeout", f"{config.windows.idle_timeout_s} s")
+    # The deduplication's state (flink_app/stages.py) is the only SQL state with no timer to clear it.
+    if config.job.dedup_ttl_s:
+        table_config.set("table.exec.state.ttl", f"{config.job.dedup_ttl_s} s")
     bundle_size, bundle_time_ms = config.job.bundle_size, config.job.bundle_time_ms
     if bounded:
         bundle_size = max(bundle_size, BACKTEST_BUNDLE_SIZE)

@@ -59,9 +59,11 @@ def dynamodb_options(config: JobConfig) -> dict[str, str]:
 def anomaly_sink_ddl(config: JobConfig, table: str = ANOMALY_SINK) -> str:
     """``CREATE TABLE`` for the anomaly sink of a streaming run (``pulse.sink.kind``)."""
     if config.sink.kind is SinkKind.DYNAMODB:
+        # PARTITIONED BY, not PRIMARY KEY, is what the connector (6.0.0) reads as the keys to keep one
+        # record of per BatchWriteItem call (the newest): DynamoDB refuses a batch that names a key twice.
         return (
             f"CREATE TEMPORARY TABLE `{table}` (\n  {_columns(primary_key=True)}\n)"
-            f" WITH (\n  {_with(dynamodb_options(config))}\n)"
+            f" PARTITIONED BY (`pk`, `sk`) WITH (\n  {_with(dynamodb_options(config))}\n)"
         )
     assert config.sink.path  # required by the config validator for kind=jsonl
     # Row formats commit a part file only once it rolls: roll with every checkpoint's cadence.

@@ -1,8 +1,11 @@
 """The SQL stages between the raw source and the detectors, all in the JVM.
 
-1. **Validation.** A raw row is an event when its size, event time and fields are usable
-   (:func:`valid_condition`); every other row is *rejected* with a reason
-   (:func:`reject_reason`) and goes to a side branch that counts it, never to the windows.
+1. **Validation and deduplication.** A raw row is an event when its size, event time and fields
+   are usable (:func:`valid_condition`); every other row is *rejected* with a reason
+   (:func:`reject_reason`) and goes to a side branch that counts it, never to the windows. Events
+   come at least once (client retries, replays): of the copies of an ``id`` that arrive within
+   ``pulse.job`` ``dedup.ttl.s``, the first is kept (``ROW_NUMBER`` over arrival time, which Flink
+   runs as an insert-only deduplication; its state expires after that time).
 2. **Route windows.** Sliding (HOP) windows per route: count, 4xx, 5xx, mean, max and mean log
    latency.
 3. **Client windows.** Tumbling windows per client IP: count, distinct routes, unmatched paths,
@@ -55,6 +58,7 @@ SIDE_SUBJECT_TYPES = (REJECTED, LATE)
 
 MAX_SUBJECT_CHARS = 512
 REJECTED_SAMPLE_CHARS = 256
+MAX_ID_CHARS = 128
 
 # The aggregate stream's columns, in order, with their SQL types. Route rows leave the client
 # columns NULL and client rows the route columns. Names are the detect.model field names.
@@ -101,6 +105,7 @@ def valid_condition(config: JobConfig) -> str:
     return (
         f"CHAR_LENGTH(`{RAW_COLUMN}`) <= {config.windows.max_record_bytes}"
         f" AND `event_time` > TO_TIMESTAMP_LTZ({INVALID_EVENT_TIME_MS}, 3)"
+        f" AND `id` IS NOT NULL AND CHAR_LENGTH(`id`) BETWEEN 1 AND {MAX_ID_CHARS}"
         f" AND `route` IS NOT NULL AND CHAR_LENGTH(`route`) BETWEEN 1 AND {MAX_SUBJECT_CHARS}"
         f" AND `client_ip` IS NOT NULL AND CHAR_LENGTH(`client_ip`) BETWEEN 1 AND {MAX_SUBJECT_CHARS}"
         " AND `status` BETWEEN 100 AND 599"
@@ -115,16 +120,22 @@ def reject_reason(config: JobConfig) -> str:
         f" WHEN CHAR_LENGTH(`{RAW_COLUMN}`) > {config.windows.max_record_bytes} THEN 'oversized'"
         f" WHEN NOT (`{RAW_COLUMN}` IS JSON OBJECT) THEN 'bad_json'"
         f" WHEN `event_time` <= TO_TIMESTAMP_LTZ({INVALID_EVENT_TIME_MS}, 3) THEN 'bad_ts'"
-        " WHEN `route` IS NULL OR `client_ip` IS NULL OR `status` IS NULL OR `latency_ms` IS NULL"
+        " WHEN `id` IS NULL OR `route` IS NULL OR `client_ip` IS NULL OR `status` IS NULL OR `latency_ms` IS NULL"
         " THEN 'missing_or_mistyped_field'"
         " ELSE 'out_of_range_field' END"
     )
 
 
 def events_sql(config: JobConfig) -> str:
+    """The usable events, each ``id`` once (unless ``dedup.ttl.s`` is 0)."""
+    columns = "`route`, `status`, `latency_ms`, `client_ip`, `event_time`"
+    valid = f"SELECT `id`, {columns}, `arrival` FROM `{RAW_EVENTS}` WHERE {valid_condition(config)}"
+    if not config.job.dedup_ttl_s:
+        return f"SELECT {columns} FROM ({valid})"
     return (
-        f"SELECT `route`, `status`, `latency_ms`, `client_ip`, `event_time` FROM `{RAW_EVENTS}`"
-        f" WHERE {valid_condition(config)}"
+        f"SELECT {columns} FROM ("
+        f"SELECT *, ROW_NUMBER() OVER (PARTITION BY `id` ORDER BY `arrival` ASC) AS copy FROM ({valid})"
+        ") WHERE copy = 1"
     )
 
 

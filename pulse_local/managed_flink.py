@@ -37,6 +37,11 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_DIR = ROOT / "build" / f"managed-flink-python{PYTHON_VERSION}"
 RUN_OPTIONS_GROUP = "kinesis.analytics.flink.run.options"
 PYTHON_ENV = "PULSE_RUNTIME_PYTHON"  # an interpreter of the runtime's version, if not found by itself
+# This process's Python, PyFlink and JVM set-up, which the service's entry point does not inherit.
+INHERITED_PREFIXES_DROPPED = ("PYTHON", "PYFLINK", "_PYTHON", "FLINK_")
+INHERITED_DROPPED = frozenset(
+    ("VIRTUAL_ENV", "PULSE_CONNECTOR_JAR", "HADOOP_CLASSPATH", "JVM_ARGS", "CBOR_ENABLED", "AWS_CBOR_DISABLE")
+)
 
 
 class ManagedRuntimeError(RuntimeError):
@@ -126,7 +131,7 @@ def start(
     environment = {
         key: value
         for key, value in (os.environ if environ is None else environ).items()
-        if key not in ("PYTHONPATH", "VIRTUAL_ENV", "PULSE_CONNECTOR_JAR", "HADOOP_CLASSPATH")
+        if not key.startswith(INHERITED_PREFIXES_DROPPED) and key not in INHERITED_DROPPED
     }
     environment.update(
         {

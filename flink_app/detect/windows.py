@@ -82,13 +82,20 @@ def population_figures(counts: list[int]) -> tuple[int, float, float]:
 
 
 def aggregate(events: Iterable[Mapping[str, Any]], geometry: WindowGeometry | None = None) -> Aggregates:
-    """Route (HOP) and client (TUMBLE) windows of ``events``, as the SQL stages compute them."""
+    """Route (HOP) and client (TUMBLE) windows of ``events``, as the SQL stages compute them (each
+    ``id`` once: within a backtest every copy arrives within the job's deduplication time)."""
     g = geometry or WindowGeometry()
     routes: dict[tuple[int, str], list[float]] = {}
     clients: dict[tuple[int, str], list[Any]] = {}
     n_events, max_ts = 0, None
     hops = g.route_size_ms // g.route_slide_ms
+    seen: set[str] = set()  # the job keeps the first copy of an id (delivery is at least once)
     for event in events:
+        event_id = event.get("id")
+        if event_id is not None:
+            if event_id in seen:
+                continue
+            seen.add(event_id)
         ts, route, status = int(event["ts"]), str(event["route"]), int(event["status"])
         latency, ip = float(event["latency_ms"]), str(event["client_ip"])
         log_latency = math.log(max(latency, MIN_LATENCY_MS))

@@ -160,7 +160,7 @@ LABELLED_SPEC = TrafficSpec(seed=424242, duration_s=4_680, peak_rps=12.0, start_
 class LabelledInput:
     """Labelled events as a JSON-lines file (malformed lines included) and what they must give."""
 
-    lines: list[str]  # as written, in order
+    lines: list[str]  # as written, in order: some events twice (at-least-once delivery)
     malformed: int  # how many of ``lines`` are malformed
     events: list[dict[str, Any]]  # the valid ones
     labels: list[Injection]
@@ -194,10 +194,12 @@ def labelled_input() -> LabelledInput:
     generator = TrafficGenerator(LABELLED_SPEC)
     labels = generator.plan(per_kind=1)
     events = list(generator.events(labels))
+    # Every 50th event is delivered twice (a client retry): the job counts it once.
+    lines = [json.dumps(e) for n, e in enumerate(events) for _ in range(2 if n % 50 == 25 else 1)]
     # Malformed lines at the end of the first half (the streaming test writes the halves as two files).
-    half = len(events) // 2
-    bad = malformed_lines(events[half - 1])
-    lines = [json.dumps(e) for e in events[:half]] + bad + [json.dumps(e) for e in events[half:]]
+    half = len(lines) // 2
+    bad = malformed_lines(json.loads(lines[half - 1]))
+    lines = lines[:half] + bad + lines[half:]
     config = JobConfig.from_property_groups(
         [
             {

@@ -15,7 +15,7 @@ import pytest
 
 from pulse_local import managed_flink
 from pulse_local.emulator import Emulator, create_anomaly_table, create_stream
-from tests.conftest import ROOT, unique_name
+from tests.conftest import ROOT, skip_unless_ci, unique_name
 from tests.flink.conftest import DETECT, START_MS, WINDOWS, incident, poll
 from tests.flink.test_kinesis_dynamodb import put as put_events
 
@@ -141,6 +141,10 @@ def resolved(
 def test_the_zip_runs_as_managed_flink_runs_it_against_the_emulator(
     application_zip: Path, emulator: Emulator, tmp_path: Path
 ) -> None:
+    try:
+        managed_flink.find_python()
+    except managed_flink.ManagedRuntimeError as error:
+        skip_unless_ci(str(error))
     # given: the stack synthesized with the zip, its application's property groups pointed at the emulator
     groups, template = synthesized_property_groups(application_zip, tmp_path / "cdk.out")
     assert {g["PropertyGroupId"] for g in groups} >= {RUN_OPTIONS_GROUP, "pulse.source", "pulse.sink"}

@@ -91,6 +91,8 @@ def test_dynamodb_sink_ddl_upserts_on_pk_and_sk() -> None:
     assert "'aws.region' = 'eu-west-1'" in ddl
     assert "'aws.endpoint' = 'http://e:1'" in ddl
     assert "PRIMARY KEY (`pk`, `sk`) NOT ENFORCED" in ddl
+    # the connector keeps one record per key and batch only for the PARTITIONED BY columns
+    assert ") PARTITIONED BY (`pk`, `sk`) WITH (" in ddl
     for name, sql_type in ANOMALY_COLUMNS:
         assert f"`{name}` {sql_type}" in ddl
 
@@ -338,3 +340,12 @@ def test_client_state_expires_a_configured_time_after_its_last_window() -> None:
     assert ttl.get_state_visibility() == StateTtlConfig.StateVisibility.ReturnExpiredIfNotCleanedUp
     with pytest.raises(ConfigError, match=r"pulse\.job: client\.state\.ttl\.h"):
         config(group("job", client_state_ttl_h="0"))
+
+
+def test_events_are_deduplicated_by_id_on_arrival_unless_switched_off() -> None:
+    deduplicated = stages.events_sql(config())
+    assert "ROW_NUMBER() OVER (PARTITION BY `id` ORDER BY `arrival` ASC)" in deduplicated
+    assert deduplicated.endswith("WHERE copy = 1")
+    assert "ROW_NUMBER" not in stages.events_sql(config(group("job", dedup_ttl_s="0")))
+    # an event needs an id to be deduplicated: without one it is rejected
+    assert "`id` IS NOT NULL" in stages.valid_condition(config())
