@@ -140,6 +140,8 @@ def start(
             "HADOOP_CLASSPATH": str(jar),
             # The workers start `python` from PATH: the runtime's.
             "PATH": f"{python.parent}{os.pathsep}{environment.get('PATH', '')}",
+            # The JobManager's and TaskManager's log (PyFlink's launcher reads it): beside the run.
+            "FLINK_LOG_DIR": str(workdir / "log"),
         }
     )
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
