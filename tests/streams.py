@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from pulse_local.emulator import Emulator, read_records
@@ -22,3 +23,22 @@ def wait_for_events(emulator: Emulator, stream_name: str, count: int, timeout_s:
         if len(events) >= count or time.monotonic() > deadline:
             return events
         time.sleep(0.05)
+
+
+def put(emulator: Emulator, stream_arn: str, records: Iterable[Any]) -> None:
+    """PutRecords in batches of 500, in order; malformed strings go on the stream as they are."""
+    kinesis = emulator.client("kinesis")
+    batch: list[dict[str, Any]] = []
+
+    def send() -> None:
+        assert kinesis.put_records(StreamARN=stream_arn, Records=batch)["FailedRecordCount"] == 0
+        batch.clear()
+
+    for n, record in enumerate(records):
+        data = record if isinstance(record, str) else json.dumps(record)
+        key = str(record.get("id", n)) if isinstance(record, dict) else f"bad-{n}"
+        batch.append({"Data": data.encode(), "PartitionKey": key})
+        if len(batch) == 500:
+            send()
+    if batch:
+        send()

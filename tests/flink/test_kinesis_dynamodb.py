@@ -18,9 +18,7 @@ event time from wall time would add records that depend on how long a test waits
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,30 +30,12 @@ from flink_app.operator import LATE_METRIC, REJECTED_METRIC
 from pulse_local.emulator import Emulator, create_anomaly_table, create_stream
 from tests.conftest import unique_name
 from tests.flink.conftest import MALFORMED_RECORDS, START_MS, incident, poll, running_job, small_config
+from tests.streams import put
 
 pytestmark = [pytest.mark.flink, pytest.mark.slow, pytest.mark.integration]
 
 FIRST, SECOND = "/api/r1/{item_id}", "/api/r2/{item_id}"
 WALL_CLOCK_FIELDS = ("detected_at", "ttl")
-
-
-def put(emulator: Emulator, stream_arn: str, records: Iterable[Any]) -> None:
-    """PutRecords in batches of 500, in order; malformed strings go on the stream as they are."""
-    kinesis = emulator.client("kinesis")
-    batch: list[dict[str, Any]] = []
-
-    def send() -> None:
-        assert kinesis.put_records(StreamARN=stream_arn, Records=batch)["FailedRecordCount"] == 0
-        batch.clear()
-
-    for n, record in enumerate(records):
-        data = record if isinstance(record, str) else json.dumps(record)
-        key = str(record.get("id", n)) if isinstance(record, dict) else f"bad-{n}"
-        batch.append({"Data": data.encode(), "PartitionKey": key})
-        if len(batch) == 500:
-            send()
-    if batch:
-        send()
 
 
 def items(emulator: Emulator, table: str) -> dict[tuple[str, str], dict[str, Any]]:

@@ -17,7 +17,7 @@ from pulse_local import managed_flink
 from pulse_local.emulator import Emulator, create_anomaly_table, create_stream
 from tests.conftest import ROOT, skip_unless_ci, unique_name
 from tests.flink.conftest import DETECT, START_MS, WINDOWS, incident, poll
-from tests.flink.test_kinesis_dynamodb import put as put_events
+from tests.streams import put as put_events
 
 RUN_OPTIONS_GROUP = managed_flink.RUN_OPTIONS_GROUP
 
@@ -26,20 +26,25 @@ pytestmark = [pytest.mark.slow]
 FACTORY_SERVICES = "META-INF/services/org.apache.flink.table.factories.Factory"
 
 
-def test_the_zip_holds_the_entry_file_the_job_its_dependencies_and_one_connector_jar(
-    connector_jar: Path, tmp_path: Path
-) -> None:
-    # when
+@pytest.fixture(scope="module")
+def application_zip(connector_jar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make package`'s zip: the command it runs, into a directory of the test's."""
+    out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "flink_app.packaging", "--jar", str(connector_jar), "--out", str(tmp_path)],
+        [sys.executable, "-m", "flink_app.packaging", "--jar", str(connector_jar), "--out", str(out)],
         cwd=ROOT,
         check=True,
         capture_output=True,
         text=True,
     )
+    return out / "pulse-flink.zip"
 
-    # then: the layout the run options point at
-    with zipfile.ZipFile(tmp_path / "pulse-flink.zip") as archive:
+
+def test_the_zip_holds_the_entry_file_the_job_its_dependencies_and_one_connector_jar(
+    application_zip: Path, connector_jar: Path
+) -> None:
+    # given `make package`'s zip (the fixture), then: the layout the run options point at
+    with zipfile.ZipFile(application_zip) as archive:
         names = archive.namelist()
         jars = [name for name in names if name.endswith(".jar")]
         assert "main.py" in names
@@ -70,20 +75,6 @@ JOB_PROPERTIES = {
     "pulse.detect": DETECT,
     "pulse.job": {"python.bundle.time.ms": "100"},
 }
-
-
-@pytest.fixture(scope="module")
-def application_zip(connector_jar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`make package`'s zip: the command it runs, into a directory of the test's."""
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [sys.executable, "-m", "flink_app.packaging", "--jar", str(connector_jar), "--out", str(out)],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out / "pulse-flink.zip"
 
 
 def synthesized_property_groups(application_zip: Path, outdir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
