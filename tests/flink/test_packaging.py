@@ -158,7 +158,7 @@ def test_the_zip_runs_as_managed_flink_runs_it_against_the_emulator(
             items = emulator.client("dynamodb").scan(TableName=table)["Items"]
             return [i for i in items if i["kind"]["S"] == "spike"] or None
 
-        [item] = poll(spike, 300, f"the spike item from the zip's job (logs: {tmp_path / 'log'}, {log})")
+        [item] = poll(spike, 600, f"the spike item from the zip's job (logs: {tmp_path / 'log'}, {log})")
     finally:
         managed_flink.stop(process)
 
