@@ -357,12 +357,40 @@ class Scenario:
         return "during" if offset < self.before_s + self.outage_s else "after"
 
 
-def run_faults(switch: FaultSwitch, scenario: Scenario, start_at: float) -> None:
-    """Switch the fault on and off at the scenario's times (in this thread)."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes (Linux /proc); 0 for any that is gone."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def run_faults(switch: FaultSwitch, scenario: Scenario, start_at: float, pids: list[int]) -> dict[str, float]:
+    """Switch the fault on and off at the scenario's times (in this thread); the API's CPU seconds at each.
+
+    CPU per request before and during the outage tells what the outage costs the API itself, apart from
+    what other work on a shared machine does to latency.
+    """
+    cpu = {}
+    time.sleep(max(0.0, start_at - time.monotonic()))
+    cpu["start"] = cpu_seconds(pids)
     time.sleep(max(0.0, start_at + scenario.before_s - time.monotonic()))
     switch.set(scenario.fault)
+    cpu["fault"] = cpu_seconds(pids)
     time.sleep(max(0.0, start_at + scenario.before_s + scenario.outage_s - time.monotonic()))
     switch.set("up")
+    cpu["up"] = cpu_seconds(pids)
+    return cpu
+
+
+def cpu_figures(cpu: dict[str, float], scenario: Scenario) -> dict[str, float]:
+    before = (cpu["fault"] - cpu["start"]) / (scenario.rate * scenario.before_s)
+    during = (cpu["up"] - cpu["fault"]) / (scenario.rate * scenario.outage_s)
+    return {"cpu_us_per_request_before": round(before * 1e6), "cpu_us_per_request_during": round(during * 1e6)}
 
 
 def tag_number(event: dict[str, Any], tag: str) -> int | None:
@@ -448,7 +476,7 @@ def run_uvicorn(
              "--seconds", str(scenario.seconds), "--start-at", repr(start_at), "--tag", scenario.tag],
             cwd=ROOT, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
-        run_faults(switch, scenario, start_at)
+        cpu = run_faults(switch, scenario, start_at, [server.pid])
         out, _ = generator.communicate(timeout=scenario.seconds + CLIENT_TIMEOUT_S + 60)
         results = json.loads(out)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{LAG_PATH}", timeout=30) as answer:
@@ -473,6 +501,7 @@ def run_uvicorn(
         "lag_p99_before_ms": round(percentile(lag_phases["before"], 99), 1),
         "lag_p99_during_ms": round(percentile(lag_phases["during"], 99), 1),
         "lag_max_during_ms": round(max(lag_phases["during"] or [float("nan")]), 1),
+        **cpu_figures(cpu, scenario),
         "server_shutdown_s": round(shutdown_s, 2),
     }
     return {"requests": requests, "fallback_paths": [fallback], "extra": extra}
@@ -536,7 +565,9 @@ def run_lambda(
     workers = [threading.Thread(target=work, args=(runtime,), daemon=True) for runtime in runtimes]
     for worker in workers:
         worker.start()
-    faults = threading.Thread(target=run_faults, args=(switch, scenario, start_at), daemon=True)
+    cpu: dict[str, float] = {}
+    pids = [runtime.pid for runtime in runtimes]
+    faults = threading.Thread(target=lambda: cpu.update(run_faults(switch, scenario, start_at, pids)), daemon=True)
     faults.start()
     for n in range(int(scenario.rate * scenario.seconds)):
         scheduled = start_at + n / scenario.rate
@@ -564,11 +595,13 @@ def run_lambda(
         "busy_envs_before": round(busy["before"] / scenario.before_s, 2),
         "busy_envs_during": round(busy["during"] / scenario.outage_s, 2),
         "not_sent": sum(1 for entry in requests if entry["error"] == "not_sent"),
+        **cpu_figures(cpu, scenario),
     }
     return {"requests": requests, "fallback_paths": fallbacks, "extra": extra}
 
 
 def run_scenario(emulator: Emulator, scenario: Scenario, workdir: Path, lambda_envs: int) -> dict[str, Any]:
+    load = os.getloadavg()[0]
     stream = f"bench-rel-{uuid.uuid4().hex[:8]}"
     create_stream(emulator, stream, shards=2)
     assert emulator.endpoint is not None
@@ -608,6 +641,7 @@ def run_scenario(emulator: Emulator, scenario: Scenario, workdir: Path, lambda_e
         "max_during_ms": round(max(latency["during"] or [float("nan")]), 1),
         "p99_after_ms": round(percentile(latency["after"], 99), 1),
         **run["extra"],
+        "load_1m": round(max(load, os.getloadavg()[0]), 1),
     }
     print(f"{scenario.name:36} " + " ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
     return figures
@@ -710,6 +744,8 @@ COLUMNS = (
     ("lag_max_during_ms", "loop lag max during ms"), ("hold_p50_before_ms", "hold p50 before ms"),
     ("hold_p50_during_ms", "hold p50 during ms"), ("hold_p99_during_ms", "hold p99 during ms"),
     ("busy_envs_before", "busy envs before"), ("busy_envs_during", "busy envs during"),
+    ("cpu_us_per_request_before", "CPU us/req before"), ("cpu_us_per_request_during", "CPU us/req during"),
+    ("load_1m", "load 1m"),
 )  # fmt: skip
 
 
