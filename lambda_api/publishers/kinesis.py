@@ -21,6 +21,7 @@ logger = logging.getLogger("pulse.publisher")
 
 # Time close() keeps back before its deadline for writing what is unconfirmed to the fallback log.
 SHUTDOWN_RESERVE_S = 1.0
+OVERFLOW_REASON = "buffer_full"
 
 
 def to_record(event: RequestEvent) -> KinesisRecord:
@@ -57,7 +58,11 @@ class BufferedKinesisPublisher:
 
     Flushes when ``flush_records`` events wait or ``flush_interval_s`` has passed, whichever comes
     first; on :meth:`flush`/:meth:`close` (lifespan shutdown, interpreter exit) synchronously. The
-    queue is bounded: beyond ``max_events`` an event goes to the fallback log instead of memory.
+    queue is bounded: beyond ``max_events`` an event goes to the fallback log instead of memory,
+    written by a small writer thread, never by ``publish``'s caller (the server's event loop): a
+    slow log (a full disk, a blocked stderr pipe) must not stall requests exactly when Kinesis is
+    already in trouble. That hand-off holds at most ``max_events`` more; only beyond both bounds
+    does the caller write its own line (back-pressure rather than a lost event).
     """
 
     def __init__(
@@ -88,19 +93,33 @@ class BufferedKinesisPublisher:
         self._in_flight: list[KinesisRecord] = []
         self._abandoned = False  # close() wrote what was unconfirmed at its deadline to the fallback log
         self._drain_deadline: float | None = None
+        # Events refused for a full queue, waiting for the fallback writer thread (bounded by max_events too).
+        self._overflow: deque[RequestEvent] = deque()
+        self._overflow_wake = threading.Event()
+        self._overflow_lock = threading.Lock()  # one writer of overflow lines at a time (its thread or close)
+        self._writer: threading.Thread | None = None
         # Flush at interpreter exit too (a server stopped without lifespan); weak, so tests can drop publishers.
         atexit.register(_close_if_alive, weakref.ref(self))
 
     def publish(self, event: RequestEvent) -> None:
+        handed_off = False
         with self._state_lock:  # uncontended in practice; makes "closed" and "queued" exclusive
             if self._closed:
-                refused = "publisher_closed"
+                refused = "publisher_closed"  # after shutdown: no server loop is serving any more
             elif len(self._pending) >= self.max_events:
-                refused = "buffer_full"
+                refused = OVERFLOW_REASON
+                if len(self._overflow) < self.max_events:
+                    self._overflow.append(event)  # the writer thread logs it; this caller moves on
+                    handed_off = True
             else:
                 refused = ""
                 self._pending.append(event)
-        if refused:
+        if handed_off:
+            if self._writer is None:
+                self._start_writer()
+            self._overflow_wake.set()
+            return
+        if refused:  # closed, or the writer is a whole queue behind: write here rather than lose the event
             self.fallback.write(self.delivery.stream_name, [Undelivered(to_record(event), refused, 0)])
             return
         if self._thread is None:
@@ -118,9 +137,16 @@ class BufferedKinesisPublisher:
         """Whether a flush is under way (in the background thread or a caller's)."""
         return self._drain_lock.locked()
 
+    @property
+    def overflowing(self) -> int:
+        """Events refused for a full queue whose fallback lines the writer thread has not written yet."""
+        return len(self._overflow)
+
     def flush(self) -> None:
-        """Deliver everything queued now, in the caller's thread (each batch within the flush budget)."""
+        """Deliver everything queued now, in the caller's thread (each batch within the flush budget);
+        write the fallback lines of events refused for a full queue that the writer has not written yet."""
         self._drain()
+        self._write_overflow()
 
     def close(self, deadline_s: float | None = None) -> None:
         """Stop, deliver what is queued, and refuse (fallback-log) later events; return within ``deadline_s``.
@@ -153,6 +179,7 @@ class BufferedKinesisPublisher:
         if unconfirmed:
             reason = "shutdown: delivery unconfirmed"
             self.fallback.write(self.delivery.stream_name, [Undelivered(r, reason, 0) for r in unconfirmed.values()])
+        self._write_overflow()  # waits for a batch the writer thread is writing, then writes the rest
         self.fallback.close()
 
     def _final_flush(self) -> None:
@@ -168,6 +195,30 @@ class BufferedKinesisPublisher:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="pulse-kinesis-publisher", daemon=True)
                 self._thread.start()
+
+    def _start_writer(self) -> None:
+        with self._start_lock:
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._run_writer, name="pulse-fallback-writer", daemon=True)
+                self._writer.start()
+
+    def _run_writer(self) -> None:
+        while True:
+            self._overflow_wake.wait()
+            self._overflow_wake.clear()
+            try:
+                self._write_overflow()
+            except Exception:  # FallbackLog.write never raises; this keeps the thread alive regardless
+                logger.exception("pulse: fallback writer failed")
+
+    def _write_overflow(self) -> None:
+        """Write the fallback lines of every event handed to the writer (in batches, so memory is freed as it goes)."""
+        with self._overflow_lock:
+            while self._overflow:
+                batch: list[Undelivered] = []
+                while self._overflow and len(batch) < MAX_BATCH_RECORDS:
+                    batch.append(Undelivered(to_record(self._overflow.popleft()), OVERFLOW_REASON, 0))
+                self.fallback.write(self.delivery.stream_name, batch)
 
     def _run(self) -> None:
         next_flush = time.monotonic() + self.flush_interval_s

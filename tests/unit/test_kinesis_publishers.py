@@ -71,6 +71,16 @@ def fallback_path(tmp_path: Path) -> Path:
     return tmp_path / "fallback.log"
 
 
+def wait_until(condition: Any, timeout_s: float = 10.0) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout_s`` passed (False): for work another thread does."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def fallback_entries(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -239,8 +249,9 @@ def test_a_full_queue_sends_events_to_the_fallback_log_not_to_memory(
     more = [make_event(n) for n in range(1, 8)]
     for event in more:
         publisher.publish(event)
-    # then 5 wait in memory and the last 2 went to the fallback log at once
+    # then 5 wait in memory and the last 2 go to the fallback log (written by the publisher's writer thread)
     assert publisher.pending == 5
+    assert wait_until(lambda: len(fallback_entries(fallback_path)) == 2)
     assert [(line["event"]["id"], line["reason"]) for line in fallback_entries(fallback_path)] == [
         (more[5].id, "buffer_full"),
         (more[6].id, "buffer_full"),
@@ -385,3 +396,98 @@ def test_close_keeps_its_deadline_and_logs_everything_still_queued(fallback_path
     assert took < 2.0, took
     logged = {line["event"]["id"] for line in fallback_entries(fallback_path)}
     assert logged == {event.id for event in events}
+
+
+class SlowFallbackLog(FallbackLog):
+    """A fallback log that blocks every write made off the test's thread until released (a full disk, a
+    stderr pipe nobody reads), and records which threads wrote. A write on the test's own thread is
+    recorded and not blocked, so a publisher that writes on its caller fails the test instead of hanging it."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.caller = threading.get_ident()
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.writers: list[int] = []
+
+    def write(self, stream_name: str, items: Any) -> int:
+        items = list(items)
+        self.writers.append(threading.get_ident())
+        if threading.get_ident() != self.caller:
+            self.entered.set()
+            self.release.wait(timeout=30)
+        return super().write(stream_name, items)
+
+
+def test_a_slow_fallback_log_never_blocks_publish_when_the_queue_is_full(fallback_path: Path) -> None:
+    # given a publisher whose queue (2 events) is full, in front of a stuck Kinesis and a fallback log that blocks
+    hole = BlackHole()
+    slow = SlowFallbackLog(str(fallback_path))
+    publisher = BufferedKinesisPublisher(
+        KinesisDelivery("pulse-events", hole), slow, max_events=2, flush_records=500, flush_interval_s=60
+    )
+    queued = [make_event(n) for n in range(2)]
+    for event in queued:
+        publisher.publish(event)
+    # when more events come than the queue holds (no more than the writer's hand-off holds), the log stuck
+    refused = [make_event(n) for n in range(2, 4)]
+    for event in refused:
+        publisher.publish(event)  # on the caller's thread (a server's event loop): must not write the log
+    # then publish returned without writing a line on the caller's thread: the writer thread is the one stuck
+    assert slow.entered.wait(timeout=10)
+    assert slow.caller not in slow.writers
+    assert publisher.pending == 2
+    # and once the log moves again, every refused event is in it, once, and nothing is lost at close
+    slow.release.set()
+    hole.release.set()
+    publisher.close(deadline_s=2.0)
+    lines = fallback_entries(fallback_path)
+    by_reason = {line["event"]["id"]: line["reason"] for line in lines if line["reason"] == "buffer_full"}
+    assert sorted(by_reason) == sorted(event.id for event in refused)
+    assert len([line for line in lines if line["reason"] == "buffer_full"]) == len(refused)
+    assert {line["event"]["id"] for line in lines} == {event.id for event in queued + refused}
+
+
+def test_events_handed_to_the_fallback_writer_are_written_by_close(fallback_path: Path) -> None:
+    # given a full queue and a fallback writer thread stuck on its first line, with more events waiting for it
+    hole = BlackHole()
+    slow = SlowFallbackLog(str(fallback_path))
+    publisher = BufferedKinesisPublisher(
+        KinesisDelivery("pulse-events", hole), slow, max_events=1, flush_records=500, flush_interval_s=60
+    )
+    events = [make_event(n) for n in range(3)]
+    publisher.publish(events[0])
+    publisher.publish(events[1])
+    assert slow.entered.wait(timeout=10)
+    publisher.publish(events[2])  # waits for the stuck writer
+    # when the log moves again and the publisher closes
+    slow.release.set()
+    hole.release.set()
+    publisher.close(deadline_s=2.0)
+    # then close waited for the writer: every event is in the fallback log exactly once
+    ids = [line["event"]["id"] for line in fallback_entries(fallback_path)]
+    assert sorted(ids) == sorted(event.id for event in events)
+    assert publisher.overflowing == 0
+
+
+def test_beyond_the_queue_and_the_writers_hand_off_the_caller_writes_rather_than_loses(fallback_path: Path) -> None:
+    # given a full queue (1 event) and a stuck fallback writer that already holds one event and has one more waiting
+    hole = BlackHole()
+    slow = SlowFallbackLog(str(fallback_path))
+    publisher = BufferedKinesisPublisher(
+        KinesisDelivery("pulse-events", hole), slow, max_events=1, flush_records=500, flush_interval_s=60
+    )
+    events = [make_event(n) for n in range(4)]
+    publisher.publish(events[0])
+    publisher.publish(events[1])
+    assert slow.entered.wait(timeout=10)
+    publisher.publish(events[2])
+    # when one more comes, with both bounds reached
+    publisher.publish(events[3])
+    # then the caller wrote that one itself (back-pressure), and after close every event is in the log once
+    assert slow.writers.count(slow.caller) == 1
+    slow.release.set()
+    hole.release.set()
+    publisher.close(deadline_s=2.0)
+    ids = [line["event"]["id"] for line in fallback_entries(fallback_path)]
+    assert sorted(ids) == sorted(event.id for event in events)
