@@ -19,6 +19,7 @@ from cdk.api import MonitoredApi
 from cdk.detector import Detector
 from cdk.ingest import IngestStream
 from cdk.settings import PulseSettings
+from flink_app import metrics as job_metrics
 from lambda_api.publishers.fallback import FALLBACK_VERSION, LOST_KEY
 
 # The API's structured fallback line for an event it could not deliver to Kinesis
@@ -33,9 +34,6 @@ UNDELIVERED_METRIC = "UndeliveredEvents"
 # {"pulse_lost": <events>, ...}; the metric adds up the events.
 LOST_FILTER_PATTERN = f"{{ ($.{LOST_KEY} > 0) || ($.message.{LOST_KEY} > 0) }}"
 LOST_METRIC = "LostEvents"
-# Records the detection job dropped as too late for their windows: a counter the job registers in the
-# "kinesisanalytics" metric group, which Managed Flink publishes to CloudWatch (cumulative since the job started).
-LATE_RECORDS_METRIC = "lateRecords"
 FLINK_NAMESPACE = "AWS/KinesisAnalytics"
 
 ITERATOR_AGE_MS = 60_000
@@ -105,6 +103,18 @@ class Observability(Construct):
                 period=period,
             )
 
+        def job_metric(name: str, label: str, period: Duration) -> cloudwatch.MathExpression:
+            # The job's own metrics (flink_app.metrics) carry the operator's dimensions besides the
+            # application's; a Metrics Insights query takes the worst subtask, whatever they are.
+            return cloudwatch.MathExpression(
+                expression=f"SELECT MAX({name}) FROM \"{FLINK_NAMESPACE}\" WHERE Application = '{app}'",
+                using_metrics={},
+                label=label,
+                period=period,
+            )
+
+        late_rate = job_metric(job_metrics.LATE_RATE, "Late records per second (dropped by the windows)", one_minute)
+        rejected_rate = job_metric(job_metrics.REJECTED_RATE, "Rejected records per second", one_minute)
         self.records_lag = cloudwatch.MathExpression(
             # Metrics Insights: the source reports millisBehindLatest with per-stream/shard dimensions
             # that differ between connector versions; the query takes the worst one, whatever they are.
@@ -179,7 +189,7 @@ class Observability(Construct):
                 "flink-late-records",
                 "The detector dropped records that arrived after their windows closed (late beyond the "
                 "watermark's tolerance: a delayed producer, a replay of old events, a clock skew).",
-                flink_metric(LATE_RECORDS_METRIC, "Maximum", five_minutes),
+                late_rate,
                 0,
             ),
             AlarmSpec(
@@ -265,11 +275,12 @@ class Observability(Construct):
                 [flink_metric("downtime", "Maximum"), flink_metric("numRestarts", "Maximum")],
             ),
             _graph(
-                "Flink: checkpoints",
+                "Flink: checkpoints, late and rejected records",
                 [
                     flink_metric("numberOfFailedCheckpoints", "Maximum"),
                     flink_metric("lastCheckpointDuration", "Maximum"),
-                    flink_metric(LATE_RECORDS_METRIC, "Maximum"),
+                    late_rate,
+                    rejected_rate,
                 ],
             ),
             _graph(

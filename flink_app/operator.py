@@ -42,6 +42,7 @@ from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext, TimeDomain
 from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
+from flink_app import metrics
 from flink_app.detect.engine import DetectionEngine
 from flink_app.detect.model import Anomaly, ClientWindow, RouteWindow
 from flink_app.detect.settings import DetectSettings
@@ -49,10 +50,7 @@ from flink_app.detect.settings import DetectSettings
 LOG = logging.getLogger(__name__)
 
 END_OF_INPUT_WATERMARK = 2**63 - 1  # Long.MAX_VALUE: a bounded source has finished
-METRIC_GROUP = "kinesisanalytics"  # Managed Flink exports custom metrics of this group to CloudWatch
-REJECTED_METRIC = "rejectedRecords"  # records that are not usable events (also per reason)
-LATE_METRIC = "lateRecords"  # usable events that arrived after their windows had closed
-SIDE_METRICS = {"rejected": REJECTED_METRIC, "late": LATE_METRIC}  # by the side rows' subject_type
+SIDE_METRICS = {"rejected": metrics.REJECTED, "late": metrics.LATE}  # by the side rows' subject_type
 
 # The anomaly stream's columns (DESIGN.md's record plus `day`), in order, with SQL types.
 ANOMALY_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -222,12 +220,16 @@ class DetectionFunction(KeyedProcessFunction):
         client = ValueStateDescriptor("client", Types.PICKLED_BYTE_ARRAY())
         client.enable_time_to_live(client_state_ttl(self.client_ttl_h))
         self.client_keys = runtime_context.get_state(client)
-        metrics = runtime_context.get_metrics_group().add_group(METRIC_GROUP)
-        self.windows_counter = metrics.counter("windowsEvaluated")
-        self.anomalies_counter = metrics.counter("anomaliesDetected")
-        self.silence_counter = metrics.counter("silenceChecks")
-        self.metrics = metrics
+        group = runtime_context.get_metrics_group().add_group(metrics.METRIC_GROUP)
+        self.windows_counter = group.counter(metrics.WINDOWS_EVALUATED)
+        self.anomalies_counter = group.counter(metrics.ANOMALIES_DETECTED)
+        self.silence_counter = group.counter(metrics.SILENCE_CHECKS)
+        self.metrics = group
         self.side_counters: dict[tuple[str, str | None], Any] = {}
+        self.side_rates = {
+            name: group.meter(name + metrics.RATE_SUFFIX, time_span_in_seconds=metrics.RATE_WINDOW_S)
+            for name in SIDE_METRICS.values()
+        }
         self.samples_logged = 0
         # Where event time stood at which wall time: the base of the idle-stream estimate.
         self.clock_event_ms: int | None = None
@@ -245,6 +247,7 @@ class DetectionFunction(KeyedProcessFunction):
                 parent = self.metrics if group is None else self.metrics.add_group("reason", group)
                 counter = self.side_counters[(name, group)] = parent.counter(name)
             counter.inc()
+        self.side_rates[name].mark_event()
         if self.samples_logged < self.sample_size:
             self.samples_logged += 1
             LOG.warning(

@@ -12,12 +12,12 @@ from cdk.detector import RUNTIME
 from cdk.flink_artifact import RUN_OPTIONS, RUN_OPTIONS_GROUP
 from cdk.observability import (
     FALLBACK_FILTER_PATTERN,
-    LATE_RECORDS_METRIC,
     LOST_FILTER_PATTERN,
     LOST_METRIC,
     UNDELIVERED_METRIC,
 )
 from flink_app.config import JobConfig
+from flink_app.metrics import LATE_RATE
 from lambda_api.publishers.delivery import KinesisRecord, Undelivered
 from lambda_api.publishers.fallback import LOST_KEY, fallback_line, report_lost
 from pulse_local import emulator as local_emulator
@@ -347,7 +347,6 @@ EXPECTED_ALARM_METRICS = {
     "flink-checkpoint-failures": ("AWS/KinesisAnalytics", "numberOfFailedCheckpoints", "Application"),
     "undelivered-events": (f"Pulse/{STAGE}", UNDELIVERED_METRIC, None),
     "lost-events": (f"Pulse/{STAGE}", LOST_METRIC, None),
-    "flink-late-records": ("AWS/KinesisAnalytics", LATE_RECORDS_METRIC, "Application"),
 }
 
 
@@ -360,6 +359,13 @@ def test_alarm_watches_its_metric(default_synth: Synthesis, name: str) -> None:
     assert list(dimensions) == ([dimension] if dimension else [])
     if dimension == "Application":
         assert dimensions["Application"] == f"pulse-{STAGE}-detector"
+
+
+def test_late_records_alarm_watches_the_jobs_rate_not_its_total(default_synth: Synthesis) -> None:
+    # a total since the job started stays above zero after one late record; the rate falls back to zero
+    (query,) = alarm(default_synth, f"pulse-{STAGE}-flink-late-records")["Metrics"]
+    assert f"MAX({LATE_RATE})" in query["Expression"]
+    assert f"Application = 'pulse-{STAGE}-detector'" in query["Expression"]
 
 
 def test_records_lag_alarm_queries_millis_behind_latest_of_this_application(default_synth: Synthesis) -> None:

@@ -20,7 +20,7 @@ from flink_app.cli import BacktestResult, run_backtest
 from flink_app.config import JobConfig
 from flink_app.detect.model import Anomaly
 from flink_app.detect.replay import backtest
-from flink_app.operator import METRIC_GROUP
+from flink_app.metrics import METRIC_GROUP
 from pulse_local.emulator import free_port
 from pulse_local.traffic import Injection, TrafficGenerator, TrafficSpec
 

@@ -26,7 +26,9 @@ from typing import Any
 import pytest
 
 from flink_app.config import JobConfig
-from flink_app.operator import LATE_METRIC, REJECTED_METRIC
+from flink_app.metrics import LATE as LATE_METRIC
+from flink_app.metrics import REJECTED as REJECTED_METRIC
+from flink_app.metrics import WINDOWS_EVALUATED
 from pulse_local.emulator import Emulator, create_anomaly_table, create_stream
 from tests.conftest import unique_name
 from tests.flink.conftest import MALFORMED_RECORDS, START_MS, incident, poll, running_job, small_config
@@ -224,16 +226,16 @@ def test_a_job_restarted_from_its_checkpoint_mid_incident_ends_as_an_uninterrupt
     # when: a checkpoint is taken before the spike, the job reads into the spike (it reports it)...
     put(emulator, stream_arn, before_spike)
     with running_job(config, checkpoints) as crashing:
-        poll(lambda: crashing.metric("windowsEvaluated") > 0, 120, "the first windows")
-        evaluated = poll(_stable(lambda: crashing.metric("windowsEvaluated")), 60, "the first part to be read")
+        poll(lambda: crashing.metric(WINDOWS_EVALUATED) > 0, 120, "the first windows")
+        evaluated = poll(_stable(lambda: crashing.metric(WINDOWS_EVALUATED)), 60, "the first part to be read")
         checkpoint = crashing.checkpoint()
         put(emulator, stream_arn, mid_spike)
         poll(lambda: any(i["kind"] == "spike" for i in items(emulator, table).values()), 120, "the spike item")
-        assert crashing.metric("windowsEvaluated") > evaluated  # read past the checkpoint before the crash
+        assert crashing.metric(WINDOWS_EVALUATED) > evaluated  # read past the checkpoint before the crash
     # ...and crashes (cancelled: nothing is saved on the way out); it restarts from that checkpoint, which
     # reads again what came after it, and the traffic goes on
     with running_job(config, {**checkpoints, "execution.state-recovery.path": checkpoint}) as restarted:
-        poll(lambda: restarted.metric("windowsEvaluated") > 0, 120, "the restored job's windows")
+        poll(lambda: restarted.metric(WINDOWS_EVALUATED) > 0, 120, "the restored job's windows")
         put(emulator, stream_arn, rest)
         put(emulator, stream_arn, [*traffic.late, *traffic.second])
         poll(lambda: set(items(emulator, table)) >= set(first_run.final_items), 180, "the uninterrupted run's items")

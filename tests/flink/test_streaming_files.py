@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from flink_app.config import JobConfig
-from flink_app.operator import REJECTED_METRIC
+from flink_app.metrics import REJECTED as REJECTED_METRIC
 from tests.flink.conftest import FlinkBacktest, LabelledInput, comparable, poll, running_job
 
 pytestmark = [pytest.mark.flink, pytest.mark.slow]
