@@ -73,9 +73,11 @@ class Regime:
 REGIMES: dict[str, Regime] = {
     "current": Regime(3.0),
     "bursty": Regime(
-        3.0,
-        {"dispersion": 0.04, "bursts_per_hour": 2.0},
+        12.0,
+        {"dispersion": 0.04, "bursts_per_hour": 2.0, "peak_rps": 10.0},
+        warmup_h=2.0,
         plan={"magnitudes": {"spike": (6.0, 10.0)}},
+        seeds=2,
     ),
     "lowvol": Regime(
         6.0,
