@@ -32,7 +32,7 @@ class ClientState:
 
     client_ip: str = ""
     count: EwmaBaseline = field(default_factory=EwmaBaseline)  # requests per window
-    share: EwmaBaseline = field(default_factory=EwmaBaseline)  # its share of all requests of the window
+    share: EwmaBaseline = field(default_factory=EwmaBaseline)  # its requests per request of all other clients
     scan: EwmaBaseline = field(default_factory=EwmaBaseline)  # unmatched paths or 404s per window
     auth: EwmaBaseline = field(default_factory=EwmaBaseline)  # 401/403 per window
     count_pause: LearningPause = field(default_factory=LearningPause)
@@ -127,10 +127,10 @@ class ClientDetector:
         if population is not None and population.clients < s.client_pop_min_clients:
             population = None  # too few clients to say what is normal for one
         known = state.count.samples >= s.client_warmup_windows
-        total = window.pop_clients * window.pop_mean_count  # every request of the window, this client's too
-        # A known client's usual level is its usual *share* of the traffic: when the whole site (or its
-        # favourite route) gets busier, so may it, without being a burst.
-        own = max(state.count.mean, state.share.mean * total) if known and state.share.samples else state.count.mean
+        rest = window.pop_clients * window.pop_mean_count - window.count  # every other client's requests
+        # A known client's usual level is its usual *share* of the traffic (relative to everybody else's):
+        # when the whole site (or its favourite route) gets busier, so may it, without being a burst.
+        own = max(state.count.mean, state.share.mean * rest) if known and state.share.samples else state.count.mean
 
         expected = own if known else (population.mean if population else 0.0)
         threshold = s.burst_min_count
@@ -212,9 +212,9 @@ class ClientDetector:
         halflife_ms = self._ms(state, "client_halflife_s")
         if self._may_learn(state.count_pause, state, findings, "ip_burst", end):
             state.count.update(float(window.count), end, halflife_ms, spread=state.count_pause.calm)
-            total = window.pop_clients * window.pop_mean_count
-            if total > 0:
-                state.share.update(window.count / total, end, halflife_ms, spread=False)
+            rest = window.pop_clients * window.pop_mean_count - window.count
+            if rest > 0.5:
+                state.share.update(window.count / rest, end, halflife_ms, spread=False)
         if self._may_learn(state.scan_pause, state, findings, "ip_scan", end):
             state.scan.update(float(max(window.unmatched, window.not_found)), end, halflife_ms)
         if self._may_learn(state.auth_pause, state, findings, "ip_auth_failures", end):

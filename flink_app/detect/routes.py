@@ -269,6 +269,12 @@ class RouteDetector:
                 s.route_burst_cap,
                 self._ms(state, "route_burst_halflife_s"),
             )
+        if not partial and (may_learn or state.season_stage == 0):
+            # Until the profile is in use it learns from every full window: a route whose night looks
+            # like a drop to the level must still get to know its nights.
+            state.season.learn(
+                float(window.count), end - state.size_ms // 2, state.season_stage, s.season_halflife_days
+            )
         if may_learn:
             self._advance_season(state, end)
             factor = self.season_factor(state, end)
