@@ -170,16 +170,16 @@ class Alerts:
         host_kind = self.host()
         if host_kind is None:
             return []
-        host = self.open[host_kind]
+        lead = self.open[host_kind]
         if opened is not None:
-            host.reported = max([host.reported] + [rank for rank, _ in joined])
-            return [self._record("open", host_kind, host, opened, window_start, window_end)]
-        higher = [(rank, finding) for rank, finding in escalated if rank > host.reported]
+            lead.reported = max([lead.reported] + [rank for rank, _ in joined])
+            return [self._record("open", host_kind, lead, opened, window_start, window_end)]
+        higher = [(rank, finding) for rank, finding in escalated if rank > lead.reported]
         if not joined and not higher:
             return []
-        host.reported = max(rank for rank, _ in [(host.reported, None), *joined, *higher])
+        lead.reported = max(rank for rank, _ in [(lead.reported, None), *joined, *higher])
         news = joined[0][1] if joined else max(higher, key=lambda item: item[0])[1]
-        return [self._record("escalate", host_kind, host, news, window_start, window_end)]
+        return [self._record("escalate", host_kind, lead, news, window_start, window_end)]
 
     @staticmethod
     def _record(
