@@ -42,7 +42,7 @@ class DetectSettings(BaseModel):
     route_burst_margin: float = Field(1.3, ge=1, alias="route.burst.margin")
     route_burst_halflife_s: float = Field(86400.0, gt=0, alias="route.burst.halflife.s")
     season_min_days: int = Field(2, ge=1, alias="season.min.days")
-    season_min_weeks: int = Field(2, ge=1, alias="season.min.weeks")
+    season_min_weeks: int = Field(1, ge=1, alias="season.min.weeks")
     season_halflife_days: float = Field(7.0, gt=0, alias="season.halflife.days")
     route_detect_unmatched: bool = Field(False, alias="route.detect.unmatched")
     learn_pause_s: float = Field(180.0, ge=0, alias="learn.pause.s")

@@ -127,7 +127,7 @@ def test_weekends_are_not_drops_once_the_weekly_shape_is_known() -> None:
     ends = [MONDAY + (i + 1) * size_s * 1000 for i in range(21 * per_day)]
     means = [300.0 * daily_shape(e) * (1 / 3 if weekday(e - 1) >= 5 else 1.0) for e in ends]
     anomalies = run_routes(engine(), tumbling(means, size_s, seed=2))
-    # then the third weekend is quiet (the profile has seen every weekday twice)
+    # then the third weekend is quiet (the profile knows every weekday by then)
     third_weekend = [a for a in opened(anomalies) if a.window_end > MONDAY + 19 * DAY_MS]
     assert third_weekend == []
 
