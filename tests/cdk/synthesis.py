@@ -35,7 +35,7 @@ VARIANT_CONTEXT = {
     "monitoringAuth": "none",
     "flinkParallelism": "2",
     "flinkAutoscaling": "false",
-    "jobProperties": json.dumps({"pulse.detect": {"spike.z": "5"}}),
+    "jobProperties": json.dumps({"pulse.detect": {"spike.ratio": "5"}}),
 }
 
 
