@@ -78,7 +78,7 @@ class PulseSettings(BaseModel):
     # The Managed Flink zip; default dist/pulse-flink.zip (built by `make package` when missing).
     flink_zip: str | None = Field(None, alias="flinkZip")
     build_flink_zip: bool = Field(True, alias="buildFlinkZip")
-    # Extra job property groups, e.g. {"pulse.detect": {"spike.z": "5"}}; validated by flink_app's JobConfig.
+    # Extra job property groups, e.g. {"pulse.detect": {"spike.ratio": "5"}}; validated by flink_app's JobConfig.
     job_properties: dict[str, dict[str, str]] = Field(default_factory=dict, alias="jobProperties")
     # Keep the stream, table and logs when the stack is deleted, and protect the table from deletion;
     # default: retain, whatever the stage (set false for throw-away stages).

@@ -68,6 +68,7 @@ ANOMALY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("detected_at", "BIGINT"),
     ("ttl", "BIGINT"),
     ("phase", "STRING"),
+    ("kinds", "STRING"),
     ("day", "STRING"),
 )
 _PY_TYPES = {"STRING": Types.STRING(), "BIGINT": Types.LONG(), "DOUBLE": Types.DOUBLE()}

@@ -38,6 +38,7 @@ RECORD_FIELDS = (
     "detected_at",
     "ttl",
     "phase",
+    "kinds",
 )
 PHASES = ("open", "escalate", "end")
 _INT_FIELDS = frozenset({"window_start", "window_end", "detected_at", "ttl"})
@@ -175,8 +176,8 @@ def _from_item(item: dict[str, Any]) -> dict[str, Any]:
     for name in RECORD_FIELDS:
         value = item.get(name)
         if value is None:
-            # Records written before incidents had phases are openings.
-            record[name] = "open" if name == "phase" else None
+            # Records written before incidents had phases are openings; before grouping, of one kind.
+            record[name] = "open" if name == "phase" else record["kind"] if name == "kinds" else None
         elif "N" in value:
             number = value["N"]
             record[name] = int(float(number)) if name in _INT_FIELDS else float(number)

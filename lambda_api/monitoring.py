@@ -103,6 +103,9 @@ class AnomalyRecord(BaseModel):
     phase: Literal["open", "escalate", "end"] = Field(
         "open", description="where the record sits in its incident: first window, escalation, or end"
     )
+    kinds: str | None = Field(
+        None, description="every kind the subject's incident has shown so far, comma-separated, `kind` first"
+    )
 
 
 class AnomalyPageOut(BaseModel):

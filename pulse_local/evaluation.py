@@ -2,16 +2,19 @@
 
 Records become incidents by their ``phase`` (an ``open`` record starts one, ``end`` closes it). Then:
 
-* a label is **found** when an incident of its kind on its subject writes an ``open`` or
-  ``escalate`` record between the injection's start and ``tolerance_s`` after its end (an incident
+* a label is **found** when an incident on its subject writes an ``open`` or ``escalate`` record
+  that shows the label's kind (``kind`` or one of ``kinds``: one incident per subject carries every
+  kind it showed) between the injection's start and ``tolerance_s`` after its end (an incident
   still cooling down from an earlier anomaly continues, and escalates, rather than opening anew);
   the **delay** is that record's ``window_end`` minus the injection's start (event time);
 * an incident is **explained** when it opens inside some injection (same tolerance) and is either
   on that injection's subject with the same or a related kind (an outage that shows as a ``drop``
   for its first minute before it is ``silence``), or on a route that the injected client traffic hit
   (credential stuffing does spike the login route);
-* recall = found / labels; precision = explained / incidents; ``precision_strict`` counts only
-  incidents that found a label, so it also charges the side effects above.
+* recall = found / labels; **precision** (incident precision) = incidents that were the first to
+  find a label / incidents: a second alert for a cause already reported (a second incident for the
+  same label, the side effects above) counts as false, as it costs the on-call engineer the same;
+  ``precision_explained`` = explained / incidents charges only alerts that no label explains.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class Incident:
     severity: str
     records: int
     news_ms: tuple[int, ...] = ()  # window_end of its open and escalate records
+    kinds: tuple[str, ...] = ()  # every kind it showed (``kind`` first)
+    news_kinds: tuple[tuple[str, ...], ...] = ()  # the kinds each of news_ms showed
 
 
 @dataclass
@@ -52,14 +57,18 @@ class Evaluation:
         return len(self.found) / len(self.labels) if self.labels else 1.0
 
     @property
-    def precision(self) -> float:
-        return 1.0 - len(self.unexplained) / len(self.incidents) if self.incidents else 1.0
+    def first_finders(self) -> int:
+        """Incidents that were the first to find some label (one alert per cause)."""
+        return len({id(incident) for _, incident, _ in self.found})
 
     @property
-    def precision_strict(self) -> float:
-        if not self.incidents:
-            return 1.0
-        return 1.0 - (len(self.unexplained) + len(self.side_effects)) / len(self.incidents)
+    def precision(self) -> float:
+        """Incident precision: redundant alerts for a cause already reported count as false."""
+        return self.first_finders / len(self.incidents) if self.incidents else 1.0
+
+    @property
+    def precision_explained(self) -> float:
+        return 1.0 - len(self.unexplained) / len(self.incidents) if self.incidents else 1.0
 
     @property
     def delays_s(self) -> list[float]:
@@ -85,6 +94,8 @@ def incidents(anomalies: Iterable[Anomaly]) -> list[Incident]:
             if any(r.phase != "end" for r in records)
             else records[0].window_end
         )
+        news = [r for r in records if r.phase != "end"]
+        kinds = tuple(dict.fromkeys(kind for r in records for kind in r.kind_list))
         out.append(
             Incident(
                 key[2],
@@ -94,7 +105,9 @@ def incidents(anomalies: Iterable[Anomaly]) -> list[Incident]:
                 max(r.window_end for r in records),
                 worst,
                 len(records),
-                tuple(r.window_end for r in records if r.phase != "end"),
+                tuple(r.window_end for r in news),
+                kinds,
+                tuple(r.kind_list for r in news),
             )
         )
 
@@ -131,9 +144,9 @@ def evaluate(anomalies: Iterable[Anomaly], labels: Sequence[Injection], toleranc
         news = [
             (at, i)
             for i, incident in enumerate(found_incidents)
-            if incident.kind == label.kind and incident.subject == label.subject
-            for at in incident.news_ms
-            if label.start_ms <= at <= label.end_ms + tolerance
+            if incident.subject == label.subject
+            for at, kinds in zip(incident.news_ms, incident.news_kinds, strict=True)
+            if label.kind in kinds and label.start_ms <= at <= label.end_ms + tolerance
         ]
         if news:
             at, first = min(news)

@@ -7,6 +7,13 @@ clients (Zipf-Mandelbrot: a few busy integrations, thousands of one-off visitors
 from two monitors; the odd typo and ``favicon.ico`` that matches no route; rare multi-second
 requests.
 
+Regimes beyond that gentle shape (all off by default, each a :class:`TrafficSpec` field): over-dispersed
+traffic (``dispersion``: every route's rate is multiplied per minute by a gamma factor of mean 1), routine
+short bursts (``bursts_per_hour``: a heavy-tailed 1.5-3.5x for 20-90 s now and then, per route), a weekly
+cycle (``weekend``: Saturday and Sunday carry that share of a weekday), a slow trend (``trend_per_day``),
+and low volume or coarse steps simply by ``peak_rps`` and ``duration_s`` (weeks are fine at a few
+requests per second). ``plan(shift=True)`` places lasting level shifts instead of short injections.
+
 Injections (:class:`Injection`, one per label) change that traffic for a while: ``spike`` adds
 requests to a route, ``drop`` removes most, ``silence`` all of them; ``error_surge`` turns a share of
 a route's requests into 5xx, ``latency_surge`` slows them; ``ip_burst``, ``ip_scan`` and
@@ -193,6 +200,10 @@ class TrafficSpec:
     drift: float = 0.1  # standard deviation of each route's slow log-drift
     site_drift: float = 0.05  # standard deviation of the whole site's slow log-drift
     routes: tuple[RouteProfile, ...] = ROUTES
+    dispersion: float = 0.0  # variance of a per-route, per-minute gamma factor on the rate (over-dispersion)
+    bursts_per_hour: float = 0.0  # routine short bursts per route and hour (heavy-tailed 1.5-3.5x, 20-90 s)
+    weekend: float = 1.0  # Saturday's and Sunday's traffic as a share of a weekday's
+    trend_per_day: float = 0.0  # slow growth (or decline, if negative) of the whole site, log per day
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +278,28 @@ class TrafficGenerator:
         scale = np.full((len(spec.routes) + 1, 1), spec.drift)
         scale[len(spec.routes)] = spec.site_drift
         self._drift = np.exp(drifts * scale - scale**2 / 2)
+        self._add_burstiness(np.random.default_rng([spec.seed, 4]), steps)
+
+    def _add_burstiness(self, rng: np.random.Generator, steps: int) -> None:
+        """Over-dispersion (gamma factor per minute) and routine bursts, per route, on the 10-s drift grid.
+
+        Drawn from their own stream, so a spec without them has exactly the traffic it had before.
+        """
+        spec, routes = self.spec, len(self.spec.routes)
+        if spec.dispersion > 0:
+            minutes = steps // 6 + 1
+            shape = 1.0 / spec.dispersion
+            gamma = rng.gamma(shape, 1.0 / shape, (routes, minutes))
+            self._drift[:routes] *= np.repeat(gamma, 6, axis=1)[:, :steps]
+        if spec.bursts_per_hour > 0:
+            for index, route in enumerate(spec.routes):
+                if not route.rhythm:
+                    continue
+                n = int(rng.poisson(spec.bursts_per_hour * steps / 360))
+                for start, length, factor in zip(
+                    rng.integers(0, steps, n), rng.integers(2, 10, n), 1.5 + 2.0 * rng.random(n) ** 2, strict=True
+                ):
+                    self._drift[index, start : start + length] *= factor
 
     # --- the background's expected rates --------------------------------------------------------------
 
@@ -277,11 +310,20 @@ class TrafficGenerator:
         shape = np.clip(shape + 0.12 * np.sin(4 * np.pi * (phase - 4 / 24)) * shape, 0, None)
         return np.asarray(self.spec.trough + (1 - self.spec.trough) * shape / 1.06)
 
+    def weekly(self, seconds: np.ndarray) -> np.ndarray:
+        """The weekly cycle and the trend at ``seconds`` after start (1 on weekdays without a trend)."""
+        spec = self.spec
+        out = np.exp(spec.trend_per_day * seconds / 86_400.0)
+        if spec.weekend != 1.0:
+            day = ((spec.start_ms / 1000 + seconds) // 86_400 + 3) % 7  # 0 = Monday (the epoch was a Thursday)
+            out = out * np.where(day >= 5, spec.weekend, 1.0)
+        return np.asarray(out)
+
     def _base_rate(self, route: RouteProfile, seconds: np.ndarray) -> np.ndarray:
         """Requests per second expected on ``route`` at ``seconds`` after start (without drift)."""
         if not route.rhythm:
             return np.full(len(seconds), HEALTH_PER_MONITOR_RPS * len(MONITORS) if route.template == "/health" else 0.0)
-        return self.spec.peak_rps * route.share * self.rhythm(seconds)
+        return self.spec.peak_rps * route.share * self.rhythm(seconds) * self.weekly(seconds)
 
     def expected_per_minute(self, template: str, at_ms: int) -> float:
         """A route's expected requests per minute at ``at_ms`` (daily rhythm, without drift)."""
@@ -291,46 +333,65 @@ class TrafficGenerator:
     # --- injections -------------------------------------------------------------------------------------
 
     def plan(
-        self, kinds: Sequence[str] = KINDS, per_kind: int = 2, warmup_s: int = 1200, tail_s: int = 600
+        self,
+        kinds: Sequence[str] = KINDS,
+        per_kind: int = 2,
+        warmup_s: int = 1200,
+        tail_s: int = 600,
+        *,
+        magnitudes: dict[str, tuple[float, float]] | None = None,
+        duration_scale: float = 1.0,
+        shift: bool = False,
     ) -> list[Injection]:
-        """Place ``per_kind`` injections of every kind, one after another with quiet gaps between them."""
+        """Place ``per_kind`` injections of every kind, one after another with quiet gaps between them.
+
+        ``magnitudes`` overrides :data:`MAGNITUDES` per kind; ``duration_scale`` stretches
+        :data:`DURATIONS_S` (coarse windows need longer anomalies). ``shift=True``: every injection
+        (``spike`` or ``drop`` only) is a lasting level shift, from its start to the end of the traffic,
+        each on another route.
+        """
         rng = np.random.default_rng([self.spec.seed, 1])
         order = [kind for kind in kinds for _ in range(per_kind)]
         rng.shuffle(order)
         span = self.spec.duration_s - warmup_s - tail_s
         slot = span / max(len(order), 1)
-        if slot < 360:
+        if slot < 360 * duration_scale:
             raise ValueError(f"{len(order)} injections need at least {len(order) * 360 + warmup_s + tail_s} s")
+        if shift and not set(order) <= {"spike", "drop"}:
+            raise ValueError("level shifts are spikes (up) or drops (down)")
         injections: list[Injection] = []
         used_ips: set[str] = set()
+        used_routes: set[str] = set()
         last_route: str | None = None
         for i, kind in enumerate(order):
             low, high = DURATIONS_S[kind]
-            duration = int(min(rng.integers(low, high + 1), slot - 120))
-            start_s = warmup_s + i * slot + float(rng.uniform(0, max(slot - duration - 120, 0)))
+            duration = int(min(rng.integers(low, high + 1) * duration_scale, slot - 120 * duration_scale))
+            start_s = warmup_s + i * slot + float(rng.uniform(0, max(slot - duration - 120 * duration_scale, 0)))
             start_ms = self.spec.start_ms + int(start_s * 1000)
             end_ms = start_ms + duration * 1000
-            low_m, high_m = MAGNITUDES[kind]
+            if shift:
+                end_ms = self.spec.start_ms + self.spec.duration_s * 1000
+            low_m, high_m = (magnitudes or {}).get(kind, MAGNITUDES[kind])
             magnitude = round(float(rng.uniform(low_m, high_m)), 3)
             if kind in CLIENT_KINDS:
                 ip = self._attacker_ip(rng, used_ips)
                 used_ips.add(ip)
                 injections.append(Injection(kind, ip, start_ms, end_ms, magnitude, self._client_routes(kind)))
             else:
-                route = self._eligible_route(rng, kind, start_ms, end_ms, avoid=last_route)
+                avoid = used_routes if shift else {last_route} if last_route else set()
+                route = self._eligible_route(rng, kind, start_ms, min(end_ms, start_ms + 3_600_000), avoid=avoid)
                 last_route = route
+                used_routes.add(route)
                 injections.append(Injection(kind, route, start_ms, end_ms, magnitude, (route,)))
         return injections
 
-    def _eligible_route(
-        self, rng: np.random.Generator, kind: str, start_ms: int, end_ms: int, avoid: str | None
-    ) -> str:
+    def _eligible_route(self, rng: np.random.Generator, kind: str, start_ms: int, end_ms: int, avoid: set[str]) -> str:
         rates = {
             route.template: min(self.expected_per_minute(route.template, t) for t in (start_ms, end_ms))
             for route in self.spec.routes
-            if route.template != UNMATCHED_ROUTE
+            if route.template != UNMATCHED_ROUTE and route.template not in avoid
         }
-        candidates = [t for t, rate in rates.items() if rate >= MIN_ROUTE_RATE[kind] and t != avoid]
+        candidates = [t for t, rate in rates.items() if rate >= MIN_ROUTE_RATE[kind]]
         if not candidates:  # a quiet night: the busiest route, where it is an anomaly all the same
             candidates = [max(rates, key=lambda t: rates[t])]
         return candidates[int(rng.integers(0, len(candidates)))]

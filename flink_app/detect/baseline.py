@@ -23,7 +23,7 @@ the spread, which would blind the detectors for the next half hour. (Truncating 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # A long gap (a route that was away) must not let one sample replace the whole history.
 MAX_ALPHA = 0.5
@@ -132,3 +132,179 @@ class LearningPause:
         if self.since is None:
             self.since = at_ms
         return at_ms - self.since >= (relearn_ms if incident else pause_ms)
+
+
+DISPERSION_PRIOR = 60
+# An excursion that scored this high (twice the threshold's distance) is not a routine burst.
+ROUTINE_SCORE = 2.0
+
+
+@dataclass
+class Dispersion:
+    """A count's over-dispersion above and below its expected level, learned per route.
+
+    A window's count ``x`` against its expected ``m`` is negative binomial with variance
+    ``m + phi * m**2``: ``phi`` is 0 for Poisson traffic and grows with burstiness. Each side is
+    learned from its own windows (a bursty route's upper tail is much wider than its lower one):
+    ``up`` is the exponentially weighted mean of ``2 * ((x - m)**2 - m) / m**2`` over the windows where
+    ``x > m`` (and 0 elsewhere), ``down`` likewise below; the factor 2 makes each a variance as if both
+    sides were like it. The deviation is capped at ``cap * m`` so one enormous window (an attack that
+    was not flagged yet) teaches "bursts this big happen" only to that bounded extent.
+    """
+
+    up: float = 0.0
+    down: float = 0.0
+    samples: int = 0
+    last_ms: int = 0
+    # The windows of the current excursion (suspicious or flagged), learned only if it proves short.
+    pending: list[tuple[float, float, int]] = field(default_factory=list)
+    since: int | None = None  # window_end of the excursion's first window
+    top_score: float = 0.0  # the excursion's highest score
+    peak: float = 0.0  # the largest count / expected of a routine burst, decaying with the half-life
+    peak_ms: int = 0
+
+    def burst_peak(self, at_ms: int, halflife_ms: float) -> float:
+        """The routine-burst envelope at ``at_ms``: the largest ratio of a short excursion, decaying."""
+        return self.peak * 0.5 ** (max(at_ms - self.peak_ms, 0) / halflife_ms)
+
+    def observe(
+        self,
+        x: float,
+        m: float,
+        at_ms: int,
+        hot: bool,
+        score: float,
+        short_ms: float,
+        halflife_ms: float,
+        cap: float,
+        peak_halflife_ms: float,
+    ) -> None:
+        """Learn one full window. Normal windows count at once; the windows of an excursion (a run of
+        ``hot`` windows: at or past the clear level of spike or drop) wait until it ends, and count
+        only if it was routine: it lasted at most ``short_ms`` and its highest ``score`` stayed below
+        :data:`ROUTINE_SCORE` (a low-severity alert at most). Such bursts are what a bursty route's
+        thresholds must allow for; an incident, a client's attack on the route, or a burst far beyond
+        the threshold is not."""
+        if hot:
+            if self.since is None:
+                self.since, self.top_score = at_ms, 0.0
+            self.top_score = max(self.top_score, score)
+            if at_ms - self.since <= short_ms:
+                self.pending.append((x, m, at_ms))
+            else:
+                self.pending = []
+            return
+        routine = self.top_score < ROUTINE_SCORE
+        if self.since is not None and self.pending and self.pending[-1][2] - self.since <= short_ms and routine:
+            for args in self.pending:
+                self.update(*args, halflife_ms, cap)
+            ratio = max(px / pm for px, pm, _ in self.pending if pm > 0)
+            peak = self.burst_peak(at_ms, peak_halflife_ms)
+            if ratio > peak:
+                self.peak, self.peak_ms = ratio, at_ms
+        self.pending, self.since = [], None
+        self.update(x, m, at_ms, halflife_ms, cap)
+
+    def update(self, x: float, m: float, at_ms: int, halflife_ms: float, cap: float) -> None:
+        if m <= 0:
+            return
+        alpha = (
+            1.0
+            if self.samples == 0
+            else max(halflife_alpha(at_ms - self.last_ms, halflife_ms), 1.0 / (self.samples + 1))
+        )
+        deviation = max(-cap * m, min(cap * m, x - m))
+        excess = 2.0 * (deviation * deviation - m) / (m * m)
+        self.up += alpha * ((excess if x > m else 0.0) - self.up)
+        self.down += alpha * ((excess if x < m else 0.0) - self.down)
+        self.samples += 1
+        self.last_ms = max(self.last_ms, at_ms)
+
+    def phi(self, upper: bool, floor: float) -> float:
+        return max(self.up if upper else self.down, floor)
+
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+@dataclass
+class SeasonalProfile:
+    """A route's daily and weekly shape: what share of its level to expect at a time of day and week.
+
+    24 hourly means (UTC) of the count per window and 7 daily means, each an average over the
+    windows of one visit (an hour, a day) folded into an exponentially weighted mean across visits
+    (``halflife_days``; the first visits are plain means). :meth:`factor` is the shape at a time,
+    interpolated linearly between hour centres and divided by the mean, so it averages 1: the
+    route's level (an EWMA of count / factor) carries the volume, the profile only the shape.
+
+    Stages: 0 until every hour has been seen on ``min_days`` days (factor 1: today's behaviour);
+    1 daily shape; 2 also the weekly shape, once every weekday has been seen ``min_weeks`` times
+    (the daily means are learned from counts divided by the daily shape, so a partial day counts).
+
+    State: 31 floats, 31 small ints and 6 numbers; pickled, about 700 bytes per route.
+    """
+
+    hours: list[float] = field(default_factory=lambda: [0.0] * 24)
+    hour_visits: list[int] = field(default_factory=lambda: [0] * 24)
+    days: list[float] = field(default_factory=lambda: [0.0] * 7)
+    day_visits: list[int] = field(default_factory=lambda: [0] * 7)
+    hour_at: int = -1  # the hour (since the epoch) being accumulated
+    hour_sum: float = 0.0
+    hour_n: int = 0
+    day_at: int = -1
+    day_sum: float = 0.0
+    day_n: int = 0
+
+    def stage(self, min_days: int, min_weeks: int) -> int:
+        if min(self.hour_visits) < min_days:
+            return 0
+        return 2 if min(self.day_visits) >= min_weeks else 1
+
+    def factor(self, at_ms: int, stage: int) -> float:
+        if stage == 0:
+            return 1.0
+        mean = sum(self.hours) / 24
+        if mean <= 0:
+            return 1.0
+        position = (at_ms % DAY_MS) / HOUR_MS - 0.5  # hour centres at h + 0.5
+        low = math.floor(position)
+        share = position - low
+        daily = ((1 - share) * self.hours[low % 24] + share * self.hours[(low + 1) % 24]) / mean
+        if stage == 2:
+            week_mean = sum(self.days) / 7
+            if week_mean > 0:
+                daily *= self.days[weekday(at_ms)] / week_mean
+        return max(daily, 1e-3)
+
+    def learn(self, value: float, at_ms: int, stage: int, halflife_days: float) -> None:
+        """Add one window's count (at its middle, ``at_ms``); a finished hour or day is folded in."""
+        hour, day = at_ms // HOUR_MS, at_ms // DAY_MS
+        if hour != self.hour_at:
+            if self.hour_n:
+                bucket = self.hour_at % 24
+                self._fold(self.hours, self.hour_visits, bucket, self.hour_sum / self.hour_n, halflife_days)
+            self.hour_at, self.hour_sum, self.hour_n = hour, 0.0, 0
+        if day != self.day_at:
+            if self.day_n:
+                self._fold(
+                    self.days, self.day_visits, weekday(self.day_at * DAY_MS), self.day_sum / self.day_n, halflife_days
+                )
+            self.day_at, self.day_sum, self.day_n = day, 0.0, 0
+        week = self.factor(at_ms, 2) / self.factor(at_ms, 1) if stage == 2 else 1.0
+        self.hour_sum += value / week  # the daily shape without the weekday's level
+        self.hour_n += 1
+        if stage >= 1:  # the weekday's level without the daily shape
+            self.day_sum += value / self.factor(at_ms, 1)
+            self.day_n += 1
+
+    @staticmethod
+    def _fold(means: list[float], visits: list[int], bucket: int, value: float, halflife_days: float) -> None:
+        alpha = max(1.0 - 0.5 ** (1.0 / halflife_days), 1.0 / (visits[bucket] + 1))
+        means[bucket] += alpha * (value - means[bucket])
+        visits[bucket] += 1
+
+
+def weekday(at_ms: int) -> int:
+    """0 = Monday (UTC); the epoch was a Thursday."""
+    return (at_ms // DAY_MS + 3) % 7

@@ -31,7 +31,8 @@ class ClientState:
     """One client's own history and open incidents (picklable, kept in keyed state)."""
 
     client_ip: str = ""
-    count: EwmaBaseline = field(default_factory=EwmaBaseline)
+    count: EwmaBaseline = field(default_factory=EwmaBaseline)  # requests per window
+    share: EwmaBaseline = field(default_factory=EwmaBaseline)  # its requests per request of all other clients
     scan: EwmaBaseline = field(default_factory=EwmaBaseline)  # unmatched paths or 404s per window
     auth: EwmaBaseline = field(default_factory=EwmaBaseline)  # 401/403 per window
     count_pause: LearningPause = field(default_factory=LearningPause)
@@ -39,6 +40,7 @@ class ClientState:
     auth_pause: LearningPause = field(default_factory=LearningPause)
     alerts: Alerts = field(default_factory=Alerts)
     last_end: int = 0
+    size_ms: int = 0  # the window size
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,30 +91,32 @@ def others(window: ClientWindow) -> Population | None:
 class ClientDetector:
     """The client kinds; stateless itself, so one instance serves every key."""
 
+    # When kinds open together, the incident is the more specific one (a scan's burst is a facet).
+    PRECEDENCE = ("ip_scan", "ip_auth_failures", "ip_burst")
+
     def __init__(self, settings: DetectSettings) -> None:
         self.s = settings
-        self.cooldown_ms = int(settings.alert_cooldown_s * 1000)
-        self.halflife_ms = settings.client_halflife_s * 1000
-        self.relearn_ms = settings.relearn_s * 1000
-        self.pause_ms = settings.learn_pause_s * 1000
         self.candidates = CandidateFloors.from_settings(settings)
+
+    def _ms(self, state: ClientState, name: str) -> float:
+        return self.s.at_least_windows(name, state.size_ms)
 
     def next_deadline(self, state: ClientState) -> int | None:
         """When an open incident ends if the client sends nothing hot (it may send nothing at all)."""
-        return state.alerts.next_close(self.cooldown_ms)
+        return state.alerts.next_close(int(self._ms(state, "alert_cooldown_s")))
 
     def apply_due(self, state: ClientState, until: int, inclusive: bool) -> list[Transition]:
-        return state.alerts.close_due(until, self.cooldown_ms, inclusive)
+        return state.alerts.close_due(until, int(self._ms(state, "alert_cooldown_s")), inclusive)
 
     def on_window(self, state: ClientState, window: ClientWindow) -> list[Transition]:
         """Judge and learn a candidate window; any other window is ignored (see the module's docstring)."""
         if not self.candidates.admit(window):
             return []
         state.client_ip = window.client_ip
+        state.size_ms = window.window_end - window.window_start
         out = self.apply_due(state, window.window_end, inclusive=False)
-        findings = self._findings(state, window)
-        for finding in findings:
-            out.extend(state.alerts.observe(finding, window.window_start, window.window_end, self.s))
+        findings = sorted(self._findings(state, window), key=lambda f: self.PRECEDENCE.index(f.kind))
+        out.extend(state.alerts.observe_window(findings, window.window_start, window.window_end, self.s))
         self._learn(state, window, {finding.kind: finding for finding in findings})
         state.last_end = max(state.last_end, window.window_end)
         return out
@@ -123,15 +127,19 @@ class ClientDetector:
         if population is not None and population.clients < s.client_pop_min_clients:
             population = None  # too few clients to say what is normal for one
         known = state.count.samples >= s.client_warmup_windows
+        rest = window.pop_clients * window.pop_mean_count - window.count  # every other client's requests
+        # A known client's usual level is its usual *share* of the traffic (relative to everybody else's):
+        # when the whole site (or its favourite route) gets busier, so may it, without being a burst.
+        own = max(state.count.mean, state.share.mean * rest) if known and state.share.samples else state.count.mean
 
-        expected = state.count.mean if known else (population.mean if population else 0.0)
+        expected = own if known else (population.mean if population else 0.0)
         threshold = s.burst_min_count
         if population:
             threshold = max(
                 threshold, s.burst_pop_ratio * population.mean, population.mean + s.burst_pop_z * population.std
             )
         if known:
-            threshold = max(threshold, s.burst_own_ratio * state.count.mean)
+            threshold = max(threshold, s.burst_own_ratio * own)
         burst = Finding(
             "ip_burst",
             window.count,
@@ -195,15 +203,19 @@ class ClientDetector:
             state.alerts.suspicious(findings, (kind,), self.s),
             state.alerts.any_open((kind,)),
             at_ms,
-            self.pause_ms,
-            self.relearn_ms,
+            self._ms(state, "learn_pause_s"),
+            self._ms(state, "relearn_s"),
         )
 
     def _learn(self, state: ClientState, window: ClientWindow, findings: dict[str, Finding]) -> None:
         end = window.window_end
+        halflife_ms = self._ms(state, "client_halflife_s")
         if self._may_learn(state.count_pause, state, findings, "ip_burst", end):
-            state.count.update(float(window.count), end, self.halflife_ms, spread=state.count_pause.calm)
+            state.count.update(float(window.count), end, halflife_ms, spread=state.count_pause.calm)
+            rest = window.pop_clients * window.pop_mean_count - window.count
+            if rest > 0.5:
+                state.share.update(window.count / rest, end, halflife_ms, spread=False)
         if self._may_learn(state.scan_pause, state, findings, "ip_scan", end):
-            state.scan.update(float(max(window.unmatched, window.not_found)), end, self.halflife_ms)
+            state.scan.update(float(max(window.unmatched, window.not_found)), end, halflife_ms)
         if self._may_learn(state.auth_pause, state, findings, "ip_auth_failures", end):
-            state.auth.update(float(window.auth_failures), end, self.halflife_ms)
+            state.auth.update(float(window.auth_failures), end, halflife_ms)

@@ -93,6 +93,7 @@ class DetectionEngine:
                 detected_at=now,
                 ttl=ttl,
                 phase=t.phase,
+                kinds=",".join(t.kinds or (t.kind,)),
             )
             for t in transitions
         ]

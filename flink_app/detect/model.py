@@ -85,6 +85,14 @@ class Anomaly:
     # whole incident (window_start of its first window, window_end when it closed) and carries its
     # peak observed value, score and severity.
     phase: str = "open"
+    # Optional (added with incident grouping): every kind the subject's incident has shown so far,
+    # comma-separated, ``kind`` (the one that opened it) first; "" in records written before.
+    kinds: str = ""
+
+    @property
+    def kind_list(self) -> tuple[str, ...]:
+        """The incident's kinds (``kind`` alone for a record without ``kinds``)."""
+        return tuple(self.kinds.split(",")) if self.kinds else (self.kind,)
 
     @property
     def pk(self) -> str:
@@ -106,7 +114,7 @@ class Anomaly:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Anomaly:
-        optional = {"phase"}  # records written before the field existed lack it
+        optional = {"phase", "kinds"}  # records written before the fields existed lack them
         fields = {name: record[name] for name in cls.__dataclass_fields__ if name in record or name not in optional}
         for name in ("window_start", "window_end", "detected_at", "ttl"):
             fields[name] = int(fields[name])

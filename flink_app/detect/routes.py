@@ -18,9 +18,10 @@ import math
 from dataclasses import dataclass, field
 
 from flink_app.detect.alerts import Alerts, Finding, Transition, excess_score
-from flink_app.detect.baseline import EwmaBaseline, LearningPause, RateBaseline
+from flink_app.detect.baseline import Dispersion, EwmaBaseline, LearningPause, RateBaseline, SeasonalProfile
 from flink_app.detect.model import UNMATCHED_ROUTE, RouteWindow
 from flink_app.detect.settings import DetectSettings
+from flink_app.detect.tails import binomial_upper, count_lower, count_upper, significant
 
 # The floor under the log of a latency (as in the SQL stage's LN(GREATEST(latency_ms, 0.001))).
 MIN_LATENCY_MS = 0.001
@@ -31,7 +32,11 @@ class RouteState:
     """What one route's detectors remember between windows (picklable, kept in keyed state)."""
 
     route: str = ""
-    count: EwmaBaseline = field(default_factory=EwmaBaseline)
+    count: EwmaBaseline = field(default_factory=EwmaBaseline)  # level: count / seasonal factor
+    dispersion: Dispersion = field(default_factory=Dispersion)
+    season: SeasonalProfile = field(default_factory=SeasonalProfile)
+    season_stage: int = 0  # the profile's stage the level was learned with
+    size_ms: int = 0  # the window size (window_end - window_start)
     errors: RateBaseline = field(default_factory=RateBaseline)
     latency: EwmaBaseline = field(default_factory=EwmaBaseline)  # natural log of milliseconds
     count_pause: LearningPause = field(default_factory=LearningPause)
@@ -68,10 +73,13 @@ class RouteDetector:
 
     def __init__(self, settings: DetectSettings) -> None:
         self.s = settings
-        self.cooldown_ms = int(settings.alert_cooldown_s * 1000)
-        self.halflife_ms = settings.route_halflife_s * 1000
-        self.relearn_ms = settings.relearn_s * 1000
-        self.pause_ms = settings.learn_pause_s * 1000
+
+    def _ms(self, state: RouteState, name: str) -> float:
+        """A time setting in ms, at least its floor in windows (settings.WINDOW_FLOORS)."""
+        return self.s.at_least_windows(name, state.size_ms)
+
+    def cooldown_ms(self, state: RouteState) -> int:
+        return int(self._ms(state, "alert_cooldown_s"))
 
     # --- deadlines ----------------------------------------------------------------------------------
 
@@ -91,7 +99,9 @@ class RouteDetector:
         return state.last_end + state.slide_ms + int(self.s.silence_after_s * 1000)
 
     def next_deadline(self, state: RouteState) -> int | None:
-        times = [t for t in (self.silence_deadline(state), state.alerts.next_close(self.cooldown_ms)) if t is not None]
+        times = [
+            t for t in (self.silence_deadline(state), state.alerts.next_close(self.cooldown_ms(state))) if t is not None
+        ]
         return min(times) if times else None
 
     def apply_due(self, state: RouteState, until: int, inclusive: bool) -> list[Transition]:
@@ -102,13 +112,12 @@ class RouteDetector:
             # ending and opening again under the same key.
             if self.silence_deadline(state) == due:
                 out.extend(self._go_silent(state, due))
-            out.extend(state.alerts.close_due(due, self.cooldown_ms, inclusive=True))
+            out.extend(state.alerts.close_due(due, self.cooldown_ms(state), inclusive=True))
         return out
 
     def _go_silent(self, state: RouteState, at: int) -> list[Transition]:
+        # An outage first shows as a drop (a sliding window fades out); the silence joins that incident.
         out: list[Transition] = []
-        if state.alerts.is_open("drop"):  # the drop was the outage's first minute: it ends as it turns silent
-            out.append(state.alerts.end("drop", at))
         expected = self.expected_count(state, at)
         finding = Finding(
             "silence", 0.0, expected, excess_score(0.0, expected, expected - self.s.silence_min_expected), flagged=True
@@ -134,14 +143,14 @@ class RouteDetector:
         self._track_geometry(state, window)
         partial = window.window_start < state.full_from
 
-        findings = self._findings(state, window, partial)
-        for finding in findings:
-            out.extend(state.alerts.observe(finding, window.window_start, end, self.s))
+        findings = sorted(self._findings(state, window, partial), key=lambda f: self.PRECEDENCE.index(f.kind))
+        out.extend(state.alerts.observe_window(findings, window.window_start, end, self.s))
         self._learn(state, window, partial, {finding.kind: finding for finding in findings})
         state.last_end = max(state.last_end, end)
         return out
 
     def _track_geometry(self, state: RouteState, window: RouteWindow) -> None:
+        state.size_ms = window.window_end - window.window_start
         gap = window.window_end - state.last_end if state.last_end else 0
         if gap > 0:
             state.slide_ms = math.gcd(state.slide_ms, gap)
@@ -151,51 +160,62 @@ class RouteDetector:
             # The slot before had no request, so this route's traffic starts within the last slide.
             state.full_from = window.window_end - state.slide_ms
 
-    def expected_count(self, state: RouteState, at_ms: int) -> float:
-        """The count the baseline expects for a window ending at ``at_ms``."""
-        return state.count.mean
+    def season_factor(self, state: RouteState, end_ms: int, stage: int | None = None) -> float:
+        """The seasonal profile's factor for a window ending at ``end_ms`` (taken at its middle)."""
+        middle = end_ms - state.size_ms // 2
+        return state.season.factor(middle, state.season_stage if stage is None else stage)
 
-    def count_noise(self, baseline: EwmaBaseline, expected: float) -> float:
-        """The count's spread: measured, but never below Poisson noise or a fraction of the expected."""
-        return max(
-            baseline.std, self.s.route_noise_poisson * math.sqrt(max(expected, 1.0)), self.s.route_noise_rel * expected
+    def expected_count(self, state: RouteState, at_ms: int) -> float:
+        """The count the baseline expects for a window ending at ``at_ms``: level x seasonal factor."""
+        return state.count.mean * self.season_factor(state, at_ms)
+
+    def phi(self, state: RouteState, upper: bool) -> float:
+        """The count's over-dispersion on one side, at least ``route.noise.rel`` squared."""
+        return state.dispersion.phi(upper, self.s.route_noise_rel**2)
+
+    def count_noise(self, state: RouteState, expected: float) -> float:
+        """The count's standard deviation (negative binomial, the wider side's dispersion)."""
+        phi = max(self.phi(state, True), self.phi(state, False))
+        return math.sqrt(max(expected, 1.0) + phi * expected * expected)
+
+    def spike_threshold(self, state: RouteState, expected: float, p: float, at_ms: int) -> float:
+        tail = count_upper(significant(expected), significant(self.phi(state, True), 2), p)
+        envelope = self.s.route_burst_margin * state.dispersion.burst_peak(
+            at_ms, self._ms(state, "route_burst_halflife_s")
         )
+        return max(self.s.spike_min_count, self.s.spike_ratio * expected, float(tail), envelope * expected)
+
+    def drop_threshold(self, state: RouteState, expected: float, p: float) -> float | None:
+        """The count at or below which a window is a drop; None when no count is rare enough."""
+        tail = count_lower(significant(expected), significant(self.phi(state, False), 2), p)
+        return None if tail < 0 else min(self.s.drop_ratio * expected, float(tail))
 
     def _findings(self, state: RouteState, window: RouteWindow, partial: bool) -> list[Finding]:
         s = self.s
         findings: list[Finding] = []
+        p = s.window_p(state.size_ms)
         if state.count.samples >= s.route_warmup_windows:
             expected = self.expected_count(state, window.window_end)
-            noise = self.count_noise(state.count, expected)
-            threshold = max(s.spike_min_count, s.spike_ratio * expected, expected + s.spike_z * noise)
-            findings.append(
-                Finding(
-                    "spike",
-                    window.count,
-                    expected,
-                    excess_score(window.count, expected, threshold),
-                    window.count >= threshold,
-                )
+            threshold = self.spike_threshold(state, expected, p, window.window_end)
+            spike = Finding(
+                "spike",
+                window.count,
+                expected,
+                excess_score(window.count, expected, threshold),
+                window.count >= threshold,
             )
-            if not partial and expected >= s.drop_min_expected:
-                threshold = min(s.drop_ratio * expected, expected - s.drop_z * noise)
-                findings.append(
-                    Finding(
-                        "drop",
-                        window.count,
-                        expected,
-                        excess_score(window.count, expected, threshold),
-                        window.count <= threshold,
-                    )
+            drop: Finding | None = None
+            low = self.drop_threshold(state, expected, p) if not partial and expected >= s.drop_min_expected else None
+            if low is not None:
+                drop = Finding(
+                    "drop", window.count, expected, excess_score(window.count, expected, low), window.count <= low
                 )
+            findings.extend(f for f in (spike, drop) if f is not None)
         if state.errors.samples >= s.route_warmup_windows and window.count > 0:
             expected = state.errors.rate
             base = max(expected, s.error_rate_floor)
-            threshold = max(
-                s.error_min_rate,
-                s.error_ratio * expected,
-                base + s.error_z * math.sqrt(base * (1 - base) / window.count),
-            )
+            errors_needed = binomial_upper(window.count, significant(base), p)
+            threshold = max(s.error_min_rate, s.error_ratio * expected, errors_needed / window.count)
             observed = window.errors_5xx / window.count
             findings.append(
                 Finding(
@@ -219,6 +239,8 @@ class RouteDetector:
             )
         return findings
 
+    PRECEDENCE = ("silence", "error_surge", "latency_surge", "drop", "spike")
+
     def _may_learn(
         self, pause: LearningPause, state: RouteState, findings: dict[str, Finding], kinds: tuple[str, ...], at_ms: int
     ) -> bool:
@@ -226,23 +248,58 @@ class RouteDetector:
             state.alerts.suspicious(findings, kinds, self.s),
             state.alerts.any_open(kinds),
             at_ms,
-            self.pause_ms,
-            self.relearn_ms,
+            self._ms(state, "learn_pause_s"),
+            self._ms(state, "relearn_s"),
         )
 
     def _learn(self, state: RouteState, window: RouteWindow, partial: bool, findings: dict[str, Finding]) -> None:
         s, end = self.s, window.window_end
-        if not partial and self._may_learn(state.count_pause, state, findings, ("spike", "drop"), end):
-            noise = self.count_noise(state.count, self.expected_count(state, end))
+        halflife_ms = self._ms(state, "route_halflife_s")
+        expected = self.expected_count(state, end)
+        may_learn = not partial and self._may_learn(state.count_pause, state, findings, ("spike", "drop"), end)
+        if not partial and state.count.samples:
+            state.dispersion.observe(
+                float(window.count),
+                expected,
+                end,
+                state.alerts.suspicious(findings, ("spike", "drop"), s),
+                max((findings[k].score for k in ("spike", "drop") if k in findings), default=0.0),
+                self._ms(state, "learn_pause_s"),
+                self._ms(state, "route_dispersion_halflife_s"),
+                s.route_burst_cap,
+                self._ms(state, "route_burst_halflife_s"),
+            )
+        if not partial and (may_learn or state.season_stage == 0):
+            # Until the profile is in use it learns from every full window: a route whose night looks
+            # like a drop to the level must still get to know its nights.
+            state.season.learn(
+                float(window.count), end - state.size_ms // 2, state.season_stage, s.season_halflife_days
+            )
+        if may_learn:
+            self._advance_season(state, end)
+            factor = self.season_factor(state, end)
+            level = window.count / factor
+            noise = self.count_noise(state, state.count.mean * factor) / factor
             clip = s.route_clip_z * noise if state.count.samples else None
-            state.count.update(float(window.count), end, self.halflife_ms, clip, spread=state.count_pause.calm)
+            state.count.update(level, end, halflife_ms, clip, spread=state.count_pause.calm)
+            state.season.learn(
+                float(window.count), end - state.size_ms // 2, state.season_stage, s.season_halflife_days
+            )
         if window.count > 0 and self._may_learn(state.errors_pause, state, findings, ("error_surge",), end):
-            state.errors.update(float(window.errors_5xx), float(window.count), end, self.halflife_ms)
+            state.errors.update(float(window.errors_5xx), float(window.count), end, halflife_ms)
         if window.count >= s.latency_min_count and self._may_learn(
             state.latency_pause, state, findings, ("latency_surge",), end
         ):
             noise = max(state.latency.std, s.latency_noise_rel)
             clip = s.route_clip_z * noise if state.latency.samples else None
-            state.latency.update(
-                typical_latency_log(window), end, self.halflife_ms, clip, spread=state.latency_pause.calm
-            )
+            state.latency.update(typical_latency_log(window), end, halflife_ms, clip, spread=state.latency_pause.calm)
+
+    def _advance_season(self, state: RouteState, end: int) -> None:
+        """Use the seasonal profile once it has seen enough; the level is rescaled so that the expected
+        count does not jump when the profile's stage changes."""
+        stage = state.season.stage(self.s.season_min_days, self.s.season_min_weeks)
+        if stage != state.season_stage:
+            ratio = self.season_factor(state, end, state.season_stage) / self.season_factor(state, end, stage)
+            state.count.mean *= ratio
+            state.count.abs_dev *= ratio
+            state.season_stage = stage

@@ -36,7 +36,7 @@ VARIANT_CONTEXT = {
     "retainData": "false",
     "flinkParallelism": "2",
     "flinkAutoscaling": "false",
-    "jobProperties": json.dumps({"pulse.detect": {"spike.z": "5"}}),
+    "jobProperties": json.dumps({"pulse.detect": {"spike.ratio": "5"}}),
 }
 
 

@@ -110,10 +110,10 @@ def test_property_groups_carry_stream_table_and_region_tokens() -> None:
 
 def test_job_properties_from_context_are_validated_and_kept() -> None:
     settings = PulseSettings.model_validate(
-        {"jobProperties": {"pulse.detect": {"spike.z": "4.5"}, "pulse.source": {"init.position": "TRIM_HORIZON"}}}
+        {"jobProperties": {"pulse.detect": {"spike.ratio": "4.5"}, "pulse.source": {"init.position": "TRIM_HORIZON"}}}
     )
     config = JobConfig.from_property_groups(groups_for(settings))
-    assert config.detect.spike_z == 4.5
+    assert config.detect.spike_ratio == 4.5
     assert config.source.start_position.value == "TRIM_HORIZON"
     assert config.source.stream_arn == STREAM_TOKEN
 

@@ -283,7 +283,7 @@ def test_variant_job_properties_and_parallelism_reach_the_application(variant_sy
         group["PropertyGroupId"]: group["PropertyMap"]
         for group in application["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]
     }
-    assert by_id["pulse.detect"] == {"spike.z": "5.0"}
+    assert by_id["pulse.detect"] == {"spike.ratio": "5.0"}
     parallelism = application["ApplicationConfiguration"]["FlinkApplicationConfiguration"]["ParallelismConfiguration"]
     assert parallelism["Parallelism"] == 2
     assert parallelism["AutoScalingEnabled"] is False

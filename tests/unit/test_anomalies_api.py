@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,7 +42,7 @@ SEEDED = [
     anomaly("route", CHECKOUT, "error_surge", DAY + timedelta(hours=10)),
     anomaly("route", CHECKOUT, "spike", DAY - timedelta(hours=16)),
     anomaly("client", CLIENT, "ip_burst", DAY + timedelta(hours=11)),
-    anomaly("client", CLIENT, "ip_scan", DAY - timedelta(hours=12)),
+    replace(anomaly("client", CLIENT, "ip_scan", DAY - timedelta(hours=12)), kinds="ip_scan,ip_burst"),
     anomaly("client", CLIENT, "ip_auth_failures", DAY - timedelta(days=2)),
     anomaly("route", ITEMS, "silence", DAY - timedelta(days=10)),  # outside the default 7-day look-back
 ]
@@ -107,6 +108,12 @@ def test_one_subject_newest_first_with_every_design_field(api: TestClient) -> No
     assert body["next_cursor"] is None
     first = body["items"][0]
     assert first == {k: v for k, v in SEEDED[0].to_record().items() if k != "day"}
+
+
+def test_an_incident_shows_its_kinds(api: TestClient) -> None:
+    response = api.get("/monitoring/anomalies", params={"subject_type": "client", "subject": CLIENT, "until": UNTIL})
+    kinds = {item["kind"]: item["kinds"] for item in response.json()["items"]}
+    assert kinds["ip_scan"] == "ip_scan,ip_burst"  # a scan with its burst as a facet: one incident
 
 
 def test_across_subjects_newest_first_over_several_days(api: TestClient) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flink_app.detect.model import Anomaly
+from flink_app.detect.model import KINDS, Anomaly
 from tests.synthetic import Slide, engine, route_windows, run_routes
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -43,8 +44,10 @@ def test_scaling_every_count_changes_nothing_that_is_flagged(counts: list[int], 
     scale = 2**power
     small = run_routes(engine(), route_windows([Slide(c, c // 50) for c in counts]))
     large = run_routes(engine(), route_windows([Slide(c * scale, (c // 50) * scale) for c in counts]))
-    # then the same windows are flagged, with the same scores and severities
-    assert flagged(small) == flagged(large)
+    # then the same windows are flagged, with the same severities and scores to within the rounding of
+    # the expected count that keys the tail thresholds' cache (0.1 %, tails.significant)
+    assert [f[:4] for f in flagged(small)] == [f[:4] for f in flagged(large)]
+    assert [f[4] for f in flagged(small)] == pytest.approx([f[4] for f in flagged(large)], rel=0.01)
 
 
 @FAST
@@ -71,11 +74,15 @@ def test_every_incident_is_open_then_at_most_two_escalations_then_end_each_under
                 assert incident, f"{record.phase} without an open incident"
             incident.append(record)
             if record.phase == "end":
-                assert len(incident) <= 4
+                joined = len(record.kind_list) - 1  # a kind joining the incident writes an escalate
+                assert len(incident) <= 4 + joined
                 ranks = [("low", "medium", "high").index(r.severity) for r in incident[:-1]]
-                assert ranks == sorted(set(ranks)), "escalations must raise the severity"
+                kinds = [len(r.kind_list) for r in incident[:-1]]
+                assert all(
+                    (r2 > r1) or (k2 > k1) for r1, r2, k1, k2 in zip(ranks, ranks[1:], kinds, kinds[1:], strict=False)
+                ), "an escalation raises the severity or adds a kind"
                 incident = []
-        assert len(incident) <= 3
+        assert len(incident) <= 3 + len(KINDS)
 
 
 @FAST

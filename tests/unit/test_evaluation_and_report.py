@@ -61,7 +61,7 @@ def test_recall_precision_and_delay_at_incident_level() -> None:
     assert sorted(result.delays_s) == [30, 60, 75] and result.median_delay_s == 60
     assert [(i.kind, i.subject) for i in result.unexplained] == [("latency_surge", "/d")]
     assert {(i.kind, i.subject) for i in result.side_effects} == {("drop", "/b"), ("spike", "/auth/login")}
-    assert result.precision == 1 - 1 / 6 and result.precision_strict == 1 - 3 / 6
+    assert result.precision_explained == 1 - 1 / 6 and result.precision == 3 / 6  # side effects are redundant
 
 
 def test_an_incident_that_opened_before_the_injection_finds_it_only_by_a_new_record() -> None:
@@ -105,3 +105,24 @@ def test_progress_counts_input_and_anomalies() -> None:
         report(10, 10)
     assert len(passed) == 2 and (progress.done, progress.anomalies) == (10, 2)
     assert "10/10" in out.getvalue() and "2 anomalies" in out.getvalue()
+
+
+def test_one_incident_with_several_kinds_finds_each_label_and_a_second_incident_is_redundant() -> None:
+    client = "203.0.113.9"
+    labels = [
+        Injection("ip_scan", client, 10 * MIN, 15 * MIN, 100.0, ("UNMATCHED",)),
+        Injection("ip_burst", client, 10 * MIN, 15 * MIN, 500.0, ("/items",)),
+        Injection("spike", "/a", 30 * MIN, 35 * MIN, 4.0, ("/a",)),
+    ]
+    scan = record("ip_scan", client, 11, subject_type="client")
+    grouped = [
+        scan,
+        Anomaly("ip_scan", "client", client, 11 * MIN, 12 * MIN, 1, 1, 1, "low", 0, 0, "escalate", "ip_scan,ip_burst"),
+        record("spike", "/a", 31),
+        record("spike", "/a", 33, "end"),
+        record("spike", "/a", 34),  # the same spike again: a second alert for one cause
+    ]
+    result = evaluate(grouped, labels)
+    assert result.recall == 1.0
+    assert [i.kinds for i in incidents(grouped) if i.subject == client] == [("ip_scan", "ip_burst")]
+    assert result.precision == 2 / 3 and result.precision_explained == 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter
 
 import pytest
@@ -140,3 +141,41 @@ def test_a_plan_labels_every_kind_after_the_warm_up_without_overlap() -> None:
     ordered = sorted(labels, key=lambda label: label.start_ms)
     assert all(a.end_ms < b.start_ms for a, b in itertools.pairwise(ordered))
     assert Injection.from_label(labels[0].to_label()) == labels[0]
+
+
+def _per_minute(events: list[dict], route: str) -> list[int]:
+    counts = Counter(e["ts"] // 60_000 for e in events if e["route"] == route)
+    return [counts.get(m, 0) for m in range(min(counts), max(counts) + 1)]
+
+
+def test_over_dispersed_traffic_varies_more_than_poisson_and_bursts_reach_several_times_the_level() -> None:
+    def dispersion_index(**spec: float) -> tuple[float, float]:
+        events = list(
+            TrafficGenerator(TrafficSpec(seed=2, duration_s=3600, start_phase=0.55, drift=0.0, **spec)).events()
+        )
+        counts = _per_minute(events, "/items/{item_id}")
+        mean = sum(counts) / len(counts)
+        return sum((c - mean) ** 2 for c in counts) / len(counts) / mean, max(counts) / mean
+
+    plain, _ = dispersion_index()
+    over, _ = dispersion_index(dispersion=0.05)
+    _, burst_peak = dispersion_index(bursts_per_hour=6.0)
+    assert plain < 2.0 < 5.0 < over  # Poisson: variance = mean; gamma factor: + 0.05 mean^2 (mean ~ 300)
+    assert burst_peak > 1.6
+
+
+def test_weekends_are_quieter_and_a_trend_grows_the_level() -> None:
+    generator = TrafficGenerator(TrafficSpec(seed=1, duration_s=600, weekend=0.5, trend_per_day=0.1))
+    monday = generator.spec.start_ms + 14 * 3600_000  # the spec starts on a Monday (2025-03-03)
+    rate = lambda days: generator.expected_per_minute("/items", monday + days * 86_400_000)  # noqa: E731
+    assert rate(5) == pytest.approx(0.5 * rate(7) * math.exp(-0.2))  # Saturday vs the next Monday
+    assert rate(1) == pytest.approx(rate(0) * math.exp(0.1))
+
+
+def test_level_shifts_last_until_the_end_each_on_its_own_route() -> None:
+    generator = TrafficGenerator(TrafficSpec(seed=9, duration_s=6 * 3600))
+    labels = generator.plan(kinds=("spike", "drop"), per_kind=2, warmup_s=3600, tail_s=3600, shift=True)
+    assert len({label.subject for label in labels}) == 4
+    assert all(label.end_ms == generator.spec.start_ms + 6 * 3600_000 for label in labels)
+    with pytest.raises(ValueError):
+        generator.plan(kinds=("silence",), per_kind=1, shift=True)
