@@ -37,7 +37,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -127,7 +127,7 @@ class Api:
     base_url: str
     process: subprocess.Popen[bytes] | None = None
     stop: Callable[[], None] = lambda: None
-    monitoring_headers: dict[str, str] = field(default_factory=dict)
+    auth: httpx.Auth | None = None  # how GET /monitoring/* is authorized (Lambda: SigV4, as an IAM caller)
 
 
 def api_env(emulator: Emulator, stream: str, table: str, fallback: Path) -> dict[str, str]:
@@ -343,7 +343,9 @@ class AnomalyReader:
         try:
             for _ in range(20):  # bounded paging
                 params = {"since": self.since, "limit": "200", **({"cursor": cursor} if cursor else {})}
-                answer = self.client.get("/monitoring/anomalies", params=params, headers=self.api.monitoring_headers)
+                answer = self.client.get(
+                    "/monitoring/anomalies", params=params, auth=self.api.auth or httpx.USE_CLIENT_DEFAULT
+                )
                 if answer.status_code != 200:
                     self.error = f"HTTP {answer.status_code}: {answer.text[:120]}"
                     return
@@ -394,6 +396,61 @@ def wait_for_job(job: FlinkJob, api: Api, view: Any, api_name: str, timeout_s: f
         time.sleep(POLL_S)
 
 
+class Outage:
+    """The emulator unreachable for ``seconds`` from ``at`` (wall clock), then the fallback log replayed.
+
+    The replay runs once the API has written no fallback line for 3 s after the endpoint is back
+    (its circuit breaker probes again after a cool-down), at most 30 s after; as a user would run it.
+    """
+
+    def __init__(self, relay: Any, at: float, seconds: float, fallback: Path, stream: str, out: Path) -> None:
+        self.relay, self.at, self.seconds = relay, at, seconds
+        self.fallback, self.stream, self.out = fallback, stream, out
+        self.state = "planned" if relay is not None and seconds else "none"
+        self.lines_seen, self.quiet_since = 0, 0.0
+        self.replay_output = ""
+        self.replay_status: int | None = None
+
+    @property
+    def window(self) -> tuple[float, float]:
+        return self.at, self.at + self.seconds
+
+    def step(self, run: Run) -> None:
+        now = time.time()
+        if self.state == "planned" and now >= self.at:
+            self.relay.down()
+            self.state = "down"
+        elif self.state == "down" and now >= self.at + self.seconds:
+            self.relay.up()
+            self.state = "back"
+            self.quiet_since = now
+        elif self.state == "back":
+            lines = count_lines(self.fallback)
+            if lines != self.lines_seen:
+                self.lines_seen, self.quiet_since = lines, now
+            if now - self.quiet_since >= 3 or now - self.at - self.seconds > 30:
+                self.state = "replaying"
+                self.replay()
+
+    def replay(self) -> None:
+        env = {**os.environ, "AWS_ENDPOINT_URL": self.relay.endpoint}
+        command = [sys.executable, "-m", "lambda_api.replay", str(self.fallback), "--stream", self.stream]
+        try:
+            result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            raise DemoError("replay: did not finish within 120 s") from None
+        (self.out / "replay.log").write_text(result.stdout + result.stderr)
+        self.replay_output = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-200:]
+        self.replay_status = result.returncode
+        self.state = "replayed"
+
+    def replayed(self) -> int:
+        for pair in self.replay_output.split():
+            if pair.startswith("delivered="):
+                return int(pair.split("=", 1)[1])
+        return 0
+
+
 # --- results ---------------------------------------------------------------------------------------------
 
 
@@ -428,6 +485,42 @@ def match(labels: list[Injection], reader: AnomalyReader, tolerance_s: float) ->
     return out, evaluation
 
 
+def fallback_events(path: Path) -> list[dict[str, Any]]:
+    """The events in the fallback log (what the API could not deliver)."""
+    from lambda_api.publishers.fallback import read_fallback_lines
+
+    if not path.exists():
+        return []
+    with path.open() as lines:
+        return [json.loads(e.record.data) for e in read_fallback_lines(lines) if not isinstance(e, ValueError)]
+
+
+def lost_requests(driver: Driver, on_stream: list[dict[str, Any]], fallback: Path) -> set[int]:
+    """Requests that were answered but whose event is neither on the stream nor in the fallback log."""
+    from pulse_local.demo_traffic import request_number
+
+    seen = {request_number(e) for e in [*on_stream, *fallback_events(fallback)]}
+    return driver.stats.answered_numbers - seen
+
+
+def outage_figures(outage: Outage, driver: Driver) -> dict[str, Any]:
+    """With --outage: how long, what was replayed, and the API's median latency during it and otherwise."""
+    if outage.state == "none":
+        return {}
+    start, end = outage.window
+    during = [ms for at, ms in driver.stats.timings if start <= at < end]
+    other = [ms for at, ms in driver.stats.timings if not start <= at < end]
+    return {
+        "outage_s": outage.seconds,
+        "replayed": outage.replayed(),
+        "replay_status": outage.replay_status,
+        "api_p50_ms_outage": round(statistics.median(during), 1) if during else "nan",
+        "api_p50_ms_otherwise": round(statistics.median(other), 1) if other else "nan",
+        "api_p99_ms_outage": round(quantile(during, 0.99), 1) if during else "nan",
+        "api_p99_ms_otherwise": round(quantile(other, 0.99), 1) if other else "nan",
+    }
+
+
 def quantile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -440,7 +533,12 @@ def quantile(values: list[float], q: float) -> float:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pulse_local.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=2.5, help="minutes of traffic (at least 2; default 2.5)")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=2.5,
+        help="minutes of traffic at most (2.5 to 60; default 2.5): it stops once every injection is found",
+    )
     parser.add_argument("--seed", type=int, default=7, help="traffic seed (default 7)")
     parser.add_argument("--rps", type=float, default=40.0, help="the site's requests per second at the daily peak")
     parser.add_argument("--api", choices=("uvicorn", "lambda"), default="uvicorn",
@@ -448,10 +546,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "a local API Gateway with the after-response extension")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "demo", help="picture, logs (default build/demo)")
     parser.add_argument("--emulator-port", type=int, default=None, help="port of the embedded emulator (default: free)")
+    parser.add_argument("--outage", type=float, default=0, metavar="S",
+                        help="make the emulator unreachable for S seconds (5 to 60) during the injections, then "
+                        "replay the fallback log with `python -m lambda_api.replay`")  # fmt: skip
     parser.add_argument("--no-live", action="store_true", help="a line every 10 s instead of the live view")
     args = parser.parse_args(argv)
-    if args.minutes < 2:
-        parser.error("--minutes must be at least 2 (a minute of warm-up, then the injections)")
+    if not 2.5 <= args.minutes <= 60:
+        parser.error("--minutes must be between 2.5 and 60 (a minute of warm-up, then the injections)")
+    if args.outage and not 5 <= args.outage <= 60:
+        parser.error("--outage must be between 5 and 60 seconds")
     if not 5 <= args.rps <= 200:
         parser.error("--rps must be between 5 and 200")
     return args
@@ -470,6 +573,8 @@ class Run:
     reader: AnomalyReader | None = None
     fallback: Path | None = None
     api_name: str = "uvicorn"
+    relay: Any = None  # pulse_local.outage.EndpointRelay with --outage
+    outage: Outage | None = None
     stopped_ms: int = 0  # when the traffic was stopped
     phase: str = "starting"
 
@@ -495,13 +600,22 @@ def run(args: argparse.Namespace) -> int:
             preflight(args)
             with part("emulator"):
                 emulator = start_emulator(args, out, stack)
+            parts_see = emulator  # what every part talks to: the emulator, or a relay that can go down
+            if args.outage:
+                from pulse_local.outage import EndpointRelay
+
+                with part("emulator relay"):
+                    relay = EndpointRelay(emulator.endpoint)
+                    stack.callback(relay.close)
+                    state.relay = relay
+                parts_see = replace(emulator, endpoint=relay.endpoint, process=None)
             suffix = uuid.uuid4().hex[:8]
             stream, table = f"pulse-demo-events-{suffix}", f"pulse-demo-anomalies-{suffix}"
             with part("emulator: stream and table"):
                 stream_arn = create_stream(emulator, stream, shards=2)
                 create_anomaly_table(emulator, table)
             groups = demo_profile.property_groups(
-                stream_arn, table, emulator.endpoint, emulator.region, peak_rps=args.rps
+                stream_arn, table, parts_see.endpoint, emulator.region, peak_rps=args.rps, replay_after_s=args.outage
             )
             (out / "job-properties.json").write_text(json.dumps(groups, indent=2))
             with part("Flink job"):
@@ -511,7 +625,7 @@ def run(args: argparse.Namespace) -> int:
             fallback = out / f"fallback-{suffix}.log"
             state.fallback = fallback
             with part(f"API ({args.api})"):
-                env = api_env(emulator, stream, table, fallback)
+                env = api_env(parts_see, stream, table, fallback)
                 if args.api == "lambda":
                     from pulse_local.local_apigw import start_lambda_api
 
@@ -544,7 +658,9 @@ def run(args: argparse.Namespace) -> int:
                     state.labels = as_shop_labels(injections)
                     state.end_ms = state.start_ms + duration_s * 1000
                     (out / "injections.json").write_text(json.dumps([i.to_label() for i in state.labels], indent=2))
-                state.tail = StreamTail(emulator, stream)
+                state.tail = StreamTail(parts_see, stream)
+                outage = Outage(state.relay, state.start_ms / 1000 + WARMUP_S + 4, args.outage, fallback, stream, out)
+                state.outage = outage
                 state.reader = AnomalyReader(api, state.start_ms - 60_000)
                 stack.callback(state.reader.close)
                 driver = Driver(api.base_url, events, seed=args.seed).start()
@@ -560,6 +676,7 @@ def run(args: argparse.Namespace) -> int:
                         raise DemoError(f"traffic driver: {type(driver.error).__name__}: {driver.error}")
                     if api.process is not None and api.process.poll() is not None:
                         raise DemoError(f"API ({args.api}): exited with status {api.process.returncode}")
+                    outage.step(state)
                     state.tail.poll()
                     state.reader.poll()
                     found, _ = match(state.labels, state.reader, demo_profile.tolerance_s())
@@ -602,8 +719,11 @@ def run(args: argparse.Namespace) -> int:
             "requests": driver.stats.sent,
             "events_on_stream": len({e["id"] for e in state.tail.events}),
             "fallback": count_lines(fallback),
+            "lost": len(lost_requests(driver, state.tail.events, fallback)),
+            "no_answer": driver.stats.failed,
             "rejected": rejected,
             "late": late,
+            **outage_figures(outage, driver),
             "source": source,
             "sink": "dynamodb",
             "api": state.api_name,

@@ -49,17 +49,24 @@ def detect_group(peak_rps: float) -> dict[str, str]:
 
 
 def property_groups(
-    stream_arn: str, table: str, endpoint: str | None, region: str, peak_rps: float
+    stream_arn: str, table: str, endpoint: str | None, region: str, peak_rps: float, replay_after_s: float = 0
 ) -> list[dict[str, Any]]:
-    """Managed Flink property groups for the demo's job: Kinesis in, DynamoDB out, the scaled settings."""
+    """Managed Flink property groups for the demo's job: Kinesis in, DynamoDB out, the scaled settings.
+
+    ``replay_after_s``: events may come back that long after their time (an outage, then a replay of
+    the fallback log); the watermark then waits that long plus 20 s, or they would be late and dropped.
+    """
     aws = {"aws.endpoint": endpoint} if endpoint else {}
+    windows = windows_group()
+    if replay_after_s:
+        windows["watermark.delay.s"] = str(int(max(WindowConfig().watermark_delay_s, replay_after_s + 20)))
     groups = [
         {
             "PropertyGroupId": "pulse.source",
             "PropertyMap": {"stream.arn": stream_arn, "init.position": "TRIM_HORIZON", "aws.region": region, **aws},
         },
         {"PropertyGroupId": "pulse.sink", "PropertyMap": {"table.name": table, "aws.region": region, **aws}},
-        {"PropertyGroupId": "pulse.windows", "PropertyMap": windows_group()},
+        {"PropertyGroupId": "pulse.windows", "PropertyMap": windows},
         {
             "PropertyGroupId": "pulse.job",
             "PropertyMap": {

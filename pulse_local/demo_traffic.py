@@ -24,7 +24,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
-import numpy as np
 
 from flink_app.detect.model import CLIENT_KINDS, UNMATCHED_ROUTE
 from lambda_api.shop import USERNAMES
@@ -57,6 +56,7 @@ ROUTE_FOR = {
     "drop": "/items/{item_id}",
     "silence": "/items",
 }
+REQUEST_TOKEN = "pulse-demo/"
 SCAN_ROUTES = (UNMATCHED_ROUTE, "/items/{item_id}", "/users/{user_id}")
 
 
@@ -179,8 +179,8 @@ def request_for(event: dict[str, Any], rng: random.Random) -> Request:
     if route == LOGIN:
         name = rng.choice(USERNAMES)
         good = status < 400
-        body = {"username": name, "password": f"pulse-{name}" if good else f"guess-{rng.randrange(10**6)}"}
-        return Request("POST", "/login", headers, body)
+        credentials = {"username": name, "password": f"pulse-{name}" if good else f"guess-{rng.randrange(10**6)}"}
+        return Request("POST", "/login", headers, credentials)
     if route == "/checkout":
         body = {"lines": [{"item_id": rng.randrange(1, 57), "quantity": 1}]}
         return Request("POST", "/checkout", headers, body, token=status not in (401, 403))
@@ -205,6 +205,8 @@ class DriverStats:
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2_000))
     behind_s: float = 0.0  # how late the last request went out against its schedule
     errors: Counter[str] = field(default_factory=Counter)
+    answered_numbers: set[int] = field(default_factory=set)  # request numbers (see Driver) that got an answer
+    timings: list[tuple[float, float]] = field(default_factory=list)  # (sent at, ms until answered), every request
 
     def rate(self, window_s: float = 5.0) -> float:
         now = time.time()
@@ -214,14 +216,11 @@ class DriverStats:
 class Driver:
     """Sends ``events`` (ts = wall-clock ms) to ``base_url`` at their times, in a thread of its own."""
 
-    def __init__(
-        self, base_url: str, events: Sequence[dict[str, Any]], seed: int, max_in_flight: int = 512, tag: bool = False
-    ) -> None:
+    def __init__(self, base_url: str, events: Sequence[dict[str, Any]], seed: int, max_in_flight: int = 512) -> None:
         self.base_url = base_url
         self.events = events
         self.rng = random.Random(seed)
         self.max_in_flight = max_in_flight
-        self.tag = tag  # append "#<n>" to each user agent: a test can find every request among the events
         self.stats = DriverStats(planned=len(events))
         self.stop = threading.Event()
         self.done = threading.Event()
@@ -281,10 +280,12 @@ class Driver:
         headers = dict(request.headers)
         if request.token and self.token:
             headers["authorization"] = f"Bearer {self.token}"
-        if self.tag:
-            headers["user-agent"] = f"{headers['user-agent']} #{n}"
+        # A product token with the request's number: each event on the stream or in the fallback log
+        # names its request, so the demo can tell whether any was lost.
+        headers["user-agent"] = f"{headers['user-agent']} {REQUEST_TOKEN}{n}"
         self.stats.sent += 1
-        self.stats.recent.append(time.time())
+        sent_at = time.time()
+        self.stats.recent.append(sent_at)
         started = time.perf_counter()
         try:
             answer = await client.request(request.method, request.path, headers=headers, json=request.json)
@@ -292,22 +293,17 @@ class Driver:
             self.stats.failed += 1
             self.stats.errors[type(error).__name__] += 1
         else:
+            elapsed_ms = (time.perf_counter() - started) * 1000
             self.stats.answered += 1
+            self.stats.answered_numbers.add(n)
             self.stats.statuses[answer.status_code] += 1
-            self.stats.latencies_ms.append((time.perf_counter() - started) * 1000)
+            self.stats.latencies_ms.append(elapsed_ms)
+            self.stats.timings.append((sent_at, elapsed_ms))
         finally:
             gate.release()
 
 
-def traffic_rates(events: Sequence[dict[str, Any]], start_ms: int, bin_s: float) -> dict[str, np.ndarray]:
-    """Requests per second per route in bins of ``bin_s`` from ``start_ms`` (for the picture)."""
-    if not events:
-        return {}
-    last = max(e["ts"] for e in events)
-    bins = int((last - start_ms) / 1000 / bin_s) + 1
-    out: dict[str, np.ndarray] = {}
-    for event in events:
-        index = int((event["ts"] - start_ms) / 1000 / bin_s)
-        if 0 <= index < bins:
-            out.setdefault(event["route"], np.zeros(bins))[index] += 1 / bin_s
-    return out
+def request_number(event: dict[str, Any]) -> int | None:
+    """The driver's request number in an event's user agent (None for requests it did not send)."""
+    _, token, number = str(event.get("user_agent") or "").rpartition(REQUEST_TOKEN)
+    return int(number) if token and number.isdigit() else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 
 
 def console() -> Console:
-    return Console(highlight=False)
+    """Rich's console; without a terminal (CI, a log file) lines are not folded at 80 columns."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _seconds(state: Run, ms: int | float) -> str:
@@ -54,12 +56,23 @@ def _pipeline(state: Run) -> Table:
 
         table.add_row("in the fallback log", str(count_lines(state.fallback)))
     if job is not None:
-        status = job.status()
+        job_status = job.status()
         lag = job.source_lag_ms()
-        style = "green" if status == "RUNNING" else "yellow"
+        style = "green" if job_status == "RUNNING" else "yellow"
         table.add_row(
-            "job", f"[{style}]{status}[/]  source lag (millisBehindLatest): {'-' if lag is None else f'{lag:.0f} ms'}"
+            "job",
+            f"[{style}]{job_status}[/]  source lag (millisBehindLatest): {'-' if lag is None else f'{lag:.0f} ms'}",
         )
+    outage = state.outage
+    if outage is not None and outage.state != "none":
+        described = {
+            "planned": f"outage planned at {_seconds(state, outage.at * 1000)} for {outage.seconds:.0f} s",
+            "down": "[bold red]unreachable (outage)[/]",
+            "back": "reachable again; replay once the API stops writing fallback lines",
+            "replaying": "replaying the fallback log",
+            "replayed": f"replay: {outage.replay_output}",
+        }
+        table.add_row("emulator", described.get(outage.state, outage.state))
     if state.reader is not None and state.reader.error:
         table.add_row("GET /monitoring/anomalies", f"[red]{state.reader.error}[/]")
     return table
@@ -138,7 +151,7 @@ def render(state: Run) -> Any:
     elapsed = time.time() - state.start_ms / 1000
     total = (state.end_ms - state.start_ms) / 1000
     traffic = f"traffic {max(elapsed, 0):.0f}/{total:.0f} s" if state.start_ms else "no traffic yet"
-    header = f"Pulse demo  seed={state.args.seed}  api={state.api_name}  {traffic}  [{state.phase}]  (Ctrl-C stops every part)"
+    header = f"Pulse demo  seed={state.args.seed}  api={state.api_name}  {traffic}  [{state.phase}]  (Ctrl-C: stop)"
     parts: list[Any] = [_pipeline(state)]
     if state.reader is not None:
         found, _ = match(state.labels, state.reader, demo_profile.tolerance_s())
