@@ -500,7 +500,7 @@ def lost_requests(driver: Driver, on_stream: list[dict[str, Any]], fallback: Pat
     from pulse_local.demo_traffic import request_number
 
     seen = {request_number(e) for e in [*on_stream, *fallback_events(fallback)]}
-    return driver.stats.answered_numbers - seen
+    return set(driver.stats.answered_numbers) - seen
 
 
 def outage_figures(outage: Outage, driver: Driver) -> dict[str, Any]:
@@ -702,6 +702,8 @@ def run(args: argparse.Namespace) -> int:
             api.stop()
             state.tail.poll()
             found, evaluation = match(state.labels, state.reader, demo_profile.tolerance_s())
+        lost = lost_requests(driver, state.tail.events, fallback)
+        (out / "lost.json").write_text(json.dumps({n: driver.stats.answered_numbers[n] for n in sorted(lost)}))
         records = sorted(state.reader.records.values(), key=lambda a: (a.window_end, a.pk, a.sk))
         (out / "anomalies.jsonl").write_text("".join(json.dumps(a.to_record()) + "\n" for a in records))
         png = demo_view.picture(state, found, evaluation)
@@ -719,7 +721,7 @@ def run(args: argparse.Namespace) -> int:
             "requests": driver.stats.sent,
             "events_on_stream": len({e["id"] for e in state.tail.events}),
             "fallback": count_lines(fallback),
-            "lost": len(lost_requests(driver, state.tail.events, fallback)),
+            "lost": len(lost),
             "no_answer": driver.stats.failed,
             "rejected": rejected,
             "late": late,

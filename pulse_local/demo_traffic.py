@@ -205,7 +205,7 @@ class DriverStats:
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2_000))
     behind_s: float = 0.0  # how late the last request went out against its schedule
     errors: Counter[str] = field(default_factory=Counter)
-    answered_numbers: set[int] = field(default_factory=set)  # request numbers (see Driver) that got an answer
+    answered_numbers: dict[int, int] = field(default_factory=dict)  # request number (see Driver): its status
     timings: list[tuple[float, float]] = field(default_factory=list)  # (sent at, ms until answered), every request
 
     def rate(self, window_s: float = 5.0) -> float:
@@ -295,7 +295,7 @@ class Driver:
         else:
             elapsed_ms = (time.perf_counter() - started) * 1000
             self.stats.answered += 1
-            self.stats.answered_numbers.add(n)
+            self.stats.answered_numbers[n] = answer.status_code
             self.stats.statuses[answer.status_code] += 1
             self.stats.latencies_ms.append(elapsed_ms)
             self.stats.timings.append((sent_at, elapsed_ms))
