@@ -11,11 +11,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from flink_app.detect.model import Anomaly  # noqa: E402
-from pulse_local.traffic import Injection  # noqa: E402
+from flink_app.detect.model import Anomaly
+from pulse_local.traffic import Injection
 
 BIN_S = 2.0
 KIND_COLOURS = {

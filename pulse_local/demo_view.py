@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -103,7 +104,7 @@ def _injections(state: Run, found: list[Found]) -> Table:
     return table
 
 
-def _anomalies(state: Run, limit: int = 12) -> Table:
+def _anomalies(state: Run, limit: int = 8) -> Table:
     table = Table(title="latest anomalies read through GET /monitoring/anomalies")
     for column in ("window end", "kind", "subject", "phase", "severity", "score", "matches"):
         table.add_column(column)
@@ -151,7 +152,8 @@ def render(state: Run) -> Any:
     elapsed = time.time() - state.start_ms / 1000
     total = (state.end_ms - state.start_ms) / 1000
     traffic = f"traffic {max(elapsed, 0):.0f}/{total:.0f} s" if state.start_ms else "no traffic yet"
-    header = f"Pulse demo  seed={state.args.seed}  api={state.api_name}  {traffic}  [{state.phase}]  (Ctrl-C: stop)"
+    phase = escape(f"[{state.phase}]")
+    header = f"Pulse demo  seed={state.args.seed}  api={state.api_name}  {traffic}  {phase}  (Ctrl-C: stop)"
     parts: list[Any] = [_pipeline(state)]
     if state.reader is not None:
         found, _ = match(state.labels, state.reader, demo_profile.tolerance_s())
