@@ -7,9 +7,9 @@ detectors (60 s route windows sliding by 10 s, a 5 s watermark delay, 1 s Python
 sink flushes), except that routes are judged after 6 learned windows instead of 30, so that the
 benchmark does not spend five minutes warming up. Labelled background traffic (the shop's routes,
 40 requests/s at the peak) runs throughout; after two minutes, ``--spikes`` sharp spikes (the
-route's rate times 20, 40 s each) start ``--gap`` seconds apart, each on a route of its own. Sharp
-spikes make the figure the pipeline's latency, not the detector's sensitivity: the first window
-that ends after a spike's start already holds enough of it.
+route's rate plus 30 requests/s, i.e. times 10 to 25, for 20 s) start ``--gap`` seconds apart, one at
+a time, each on a route of its own. Sharp spikes make the figure the pipeline's latency more than the
+detector's sensitivity: a few seconds of such a spike are enough for a 60 s window.
 
     .venv/bin/python bench/end_to_end.py                 # ~5 minutes
     .venv/bin/python bench/end_to_end.py --spikes 3      # shorter
@@ -39,10 +39,16 @@ from pulse_local.demo_traffic import SHOP_ROUTES, Driver  # noqa: E402
 from pulse_local.emulator import create_anomaly_table, create_stream  # noqa: E402
 from pulse_local.traffic import Injection, TrafficGenerator, TrafficSpec  # noqa: E402
 
-SPIKE_ROUTES = ("/items/{item_id}", "/items", "/search", "/users/{user_id}", "/users/{user_id}/orders")
+SPIKE_ROUTES = (
+    "/users/{user_id}/orders",
+    "/checkout",
+    "/users/{user_id}",
+    "/users/{user_id}/orders/{order_id}",
+    "/search",
+)
 WARMUP_S = 120.0  # a full first window (60 s) and 6 learned windows (10 s slides), with margin
-SPIKE_S = 40.0
-MAGNITUDE = 20.0
+SPIKE_S = 20.0
+EXTRA_RPS = 30.0  # a spike adds this many requests per second to its route (its rate times 10 to 25)
 WAIT_AFTER_S = 60.0  # the last spike's anomaly must come within this after its start
 
 
@@ -71,7 +77,7 @@ def job_groups(stream_arn: str, table: str, endpoint: str, region: str) -> list[
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spikes", type=int, default=5, choices=range(1, len(SPIKE_ROUTES) + 1))
-    parser.add_argument("--gap", type=float, default=20.0, help="seconds between spike starts")
+    parser.add_argument("--gap", type=float, default=25.0, help="seconds between spike starts (one at a time)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rps", type=float, default=40.0)
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench-end-to-end")
@@ -87,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         stream, table = f"pulse-bench-events-{os.getpid()}", f"pulse-bench-anomalies-{os.getpid()}"
         stream_arn = create_stream(emulator, stream, shards=2)
         create_anomaly_table(emulator, table)
-        job = demo.FlinkJob(job_groups(stream_arn, table, emulator.endpoint, emulator.region), out / "flink.log")
+        job = demo.FlinkJob(job_groups(stream_arn, table, emulator.endpoint, emulator.region))
         job.start()
         stack.callback(job.cancel)
         api = demo.start_uvicorn(demo.api_env(emulator, stream, table, out / "fallback.log"), out, stack)
@@ -96,12 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         duration_s = int(WARMUP_S + (args.spikes - 1) * args.gap + WAIT_AFTER_S)
         spec = TrafficSpec(seed=args.seed, start_ms=start_ms, start_phase=0.55, duration_s=duration_s,
                            peak_rps=args.rps, routes=SHOP_ROUTES)  # fmt: skip
-        spikes = [
-            Injection("spike", route, start, start + int(SPIKE_S * 1000), MAGNITUDE, (route,))
-            for i, route in enumerate(SPIKE_ROUTES[: args.spikes])
-            for start in [start_ms + int((WARMUP_S + i * args.gap) * 1000)]
-        ]
-        events = list(TrafficGenerator(spec).events(spikes))
+        generator = TrafficGenerator(spec)
+        spikes = []
+        for i, route in enumerate(SPIKE_ROUTES[: args.spikes]):
+            start = start_ms + int((WARMUP_S + i * args.gap) * 1000)
+            magnitude = 1 + EXTRA_RPS * 60 / generator.expected_per_minute(route, start)
+            spikes.append(Injection("spike", route, start, start + int(SPIKE_S * 1000), round(magnitude, 1), (route,)))
+        events = list(generator.events(spikes))
         first_request = {
             spike.subject: min(e["ts"] for e in events if e["route"] == spike.subject and e["ts"] >= spike.start_ms)
             for spike in spikes

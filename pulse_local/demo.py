@@ -184,10 +184,17 @@ def start_uvicorn(env: dict[str, str], out: Path, stack: contextlib.ExitStack, t
             time.sleep(0.1)
 
 
+def flink_log_dir() -> Path:
+    """Where the local mini-cluster writes its logs (PyFlink's package directory)."""
+    import pyflink
+
+    return Path(pyflink.__file__).parent / "log"
+
+
 class FlinkJob:
     """The streaming job in this process's local mini-cluster, with its REST API for status and metrics."""
 
-    def __init__(self, groups: list[dict[str, Any]], log: Path) -> None:
+    def __init__(self, groups: list[dict[str, Any]]) -> None:
         self.groups = groups
         self.rest_port = free_port()
         self.rest = f"http://127.0.0.1:{self.rest_port}"
@@ -195,7 +202,6 @@ class FlinkJob:
         self.error: BaseException | None = None
         self.submitted = threading.Event()
         self.cancelled = False
-        self.log = log
         self._lag_ids: list[str] | None = None
         self._source_vertex: str | None = None
         self.source_name = ""
@@ -389,7 +395,7 @@ def wait_for_job(job: FlinkJob, api: Api, view: Any, api_name: str, timeout_s: f
             if job.source_lag_ms() is not None or time.monotonic() - running_since > 15:
                 return
         elif status in ("FAILED", "CANCELED", "FAILED TO START"):
-            raise DemoError(f"Flink job: {status} before the traffic started (log: PyFlink's log directory)")
+            raise DemoError(f"Flink job: {status} before the traffic started (logs: {flink_log_dir()})")
         if time.monotonic() > deadline:
             raise DemoError(f"Flink job: not running after {timeout_s:.0f} s (status {status})")
         view.update()
@@ -619,7 +625,7 @@ def run(args: argparse.Namespace) -> int:
             )
             (out / "job-properties.json").write_text(json.dumps(groups, indent=2))
             with part("Flink job"):
-                job = FlinkJob(groups, out / "flink.log").start()
+                job = FlinkJob(groups).start()
                 state.job = job
                 stack.callback(job.cancel)
             fallback = out / f"fallback-{suffix}.log"
@@ -704,6 +710,8 @@ def run(args: argparse.Namespace) -> int:
             found, evaluation = match(state.labels, state.reader, demo_profile.tolerance_s())
         lost = lost_requests(driver, state.tail.events, fallback)
         (out / "lost.json").write_text(json.dumps({n: driver.stats.answered_numbers[n] for n in sorted(lost)}))
+        with (out / "events.jsonl").open("w") as kept:  # what reached the stream: a backtest input too
+            kept.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in state.tail.events)
         records = sorted(state.reader.records.values(), key=lambda a: (a.window_end, a.pk, a.sk))
         (out / "anomalies.jsonl").write_text("".join(json.dumps(a.to_record()) + "\n" for a in records))
         png = demo_view.picture(state, found, evaluation)
