@@ -66,9 +66,9 @@ def test_every_injected_anomaly_comes_back_through_the_api(connector_jar: Path, 
 
 
 def test_an_emulator_outage_loses_nothing_and_every_anomaly_still_appears(connector_jar: Path, tmp_path: Path) -> None:
-    # when the emulator is unreachable for 20 s in the middle of the injections (every part reaches it
-    # through a relay that goes down: the API, the job's source and sink), and the demo then replays the
-    # fallback log with `python -m lambda_api.replay`
+    # when the emulator is unreachable from the API for 20 s in the middle of the injections (the API
+    # reaches it through a relay that goes down), and the demo then replays the fallback log with
+    # `python -m lambda_api.replay`
     result = run_demo(tmp_path, "--seed", "5", "--outage", "20")
 
     # then the API answered every request, and what it could not deliver went to the fallback log
