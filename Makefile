@@ -10,6 +10,7 @@ STAMP := $(VENV)/.pulse-setup-stamp
 CONNECTOR_JAR := jars/pulse-connectors.jar
 MVN ?= mvn
 PYTEST_ARGS ?=
+ARGS ?=
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 .PHONY: help setup jars test test-fast lint package demo synth clean
@@ -50,9 +51,8 @@ lint: setup ## ruff and mypy
 package: setup $(CONNECTOR_JAR) ## build the Managed Flink zip into dist/
 	$(PY) -m flink_app.packaging --jar $(CONNECTOR_JAR) --out dist
 
-demo: setup $(CONNECTOR_JAR) ## run the whole pipeline locally on the embedded emulator
-	@test -f pulse_local/demo.py || { echo "demo: not built yet (README: Status)"; exit 1; }
-	$(PY) -m pulse_local.demo
+demo: setup $(CONNECTOR_JAR) ## run the whole pipeline locally on the embedded emulator (ARGS="--minutes 5 --seed 3")
+	$(PY) -m pulse_local.demo $(ARGS)
 
 synth: setup ## synthesize the CDK app offline into cdk.out/
 	$(PY) app.py
