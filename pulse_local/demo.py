@@ -45,6 +45,7 @@ from typing import Any
 
 import httpx
 
+from flink_app import metrics as job_metrics
 from flink_app.detect.model import Anomaly
 from pulse_local import demo_profile
 from pulse_local.demo_traffic import SHOP_ROUTES, Driver, as_shop_labels, schedule
@@ -273,7 +274,7 @@ class FlinkJob:
         """The job's ``kinesisanalytics.<name>`` summed over vertices and subtasks."""
         if self.client is None:
             return 0
-        from flink_app.operator import METRIC_GROUP
+        from flink_app.metrics import METRIC_GROUP
 
         total = 0
         try:
@@ -709,7 +710,7 @@ def run(args: argparse.Namespace) -> int:
             driver.close()
             state.reader.poll()
             source = job.source_kind()
-            rejected, late = job.metric("rejectedRecords"), job.metric("lateRecords")
+            rejected, late = job.metric(job_metrics.REJECTED), job.metric(job_metrics.LATE)
             job.cancel()
             api.stop()
             state.tail.poll()

@@ -10,9 +10,11 @@ into a fresh directory and starts its entry point as the service does for a PyFl
 * the ``kinesis.analytics.flink.run.options`` group says which file is the entry point (``python``)
   and which JAR goes on the JVM's classpath (``jarfile``); nothing from the working tree is used.
 
-What differs from the service: a local mini-cluster instead of the service's cluster, and an
-``aws.endpoint`` in the properties when the job should talk to an emulator. The runtime environment
-(a virtual environment with the pinned ``apache-flink``) is created once under ``build/``.
+What differs from the service: a local mini-cluster instead of the service's cluster, the
+application's parallelism given as ``pulse.job`` ``parallelism`` (the mini-cluster has no other way
+to receive it), and an ``aws.endpoint`` in the properties when the job should talk to an emulator.
+The runtime environment (a virtual environment with the pinned ``apache-flink``) is created once
+under ``build/``.
 """
 
 from __future__ import annotations
@@ -111,14 +113,33 @@ def unpack(application_zip: Path, directory: Path) -> Path:
     return directory
 
 
+def with_parallelism(groups: Sequence[Mapping[str, Any]], parallelism: int) -> list[dict[str, Any]]:
+    """``groups`` with the job's parallelism set to ``parallelism``.
+
+    The service runs the job at the application's ``ParallelismConfiguration``; a local mini-cluster
+    has no such setting (it takes the machine's cores), so the emulation passes it the way the job
+    takes one locally, as ``pulse.job`` ``parallelism``.
+    """
+    out = [{"PropertyGroupId": g["PropertyGroupId"], "PropertyMap": dict(g.get("PropertyMap") or {})} for g in groups]
+    job = next((g for g in out if g["PropertyGroupId"] == "pulse.job"), None)
+    if job is None:
+        job = {"PropertyGroupId": "pulse.job", "PropertyMap": {}}
+        out.append(job)
+    job["PropertyMap"]["parallelism"] = str(parallelism)
+    return out
+
+
 def start(
     application_zip: Path,
     groups: Sequence[Mapping[str, Any]],
     workdir: Path,
     environ: Mapping[str, str] | None = None,
     log_path: Path | None = None,
+    parallelism: int = 1,
 ) -> subprocess.Popen[bytes]:
-    """Unpack ``application_zip`` into ``workdir/app`` and start its entry point with ``groups``."""
+    """Unpack ``application_zip`` into ``workdir/app`` and start its entry point with ``groups``, at the
+    application's ``parallelism`` (the service's default is 1)."""
+    groups = with_parallelism(groups, parallelism)
     options = run_options(groups)
     app = unpack(application_zip, workdir / "app")
     entry, jar = app / options["python"], app / options["jarfile"]
@@ -172,10 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("zip", type=Path, help="the application zip (make package: dist/pulse-flink.zip)")
     parser.add_argument("--properties", type=Path, required=True, help="property groups JSON (the application's)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "managed-flink-run")
+    parser.add_argument("--parallelism", type=int, default=1, help="the application's parallelism (default 1)")
     args = parser.parse_args(argv)
     try:
         groups = json.loads(args.properties.read_text())
-        process = start(args.zip, groups, args.workdir)
+        process = start(args.zip, groups, args.workdir, parallelism=args.parallelism)
     except (ManagedRuntimeError, OSError, json.JSONDecodeError) as error:
         print(f"managed_flink: {error}", file=sys.stderr)
         return 1
