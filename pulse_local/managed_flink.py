@@ -34,13 +34,15 @@ from typing import Any
 
 from flink_app.config import APPLICATION_PROPERTIES_ENV
 from flink_app.packaging import PYTHON_VERSION, pinned
+from pulse_local.processes import without_pyflink_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_DIR = ROOT / "build" / f"managed-flink-python{PYTHON_VERSION}"
 RUN_OPTIONS_GROUP = "kinesis.analytics.flink.run.options"
 PYTHON_ENV = "PULSE_RUNTIME_PYTHON"  # an interpreter of the runtime's version, if not found by itself
-# This process's Python, PyFlink and JVM set-up, which the service's entry point does not inherit.
-INHERITED_PREFIXES_DROPPED = ("PYTHON", "PYFLINK", "_PYTHON", "FLINK_")
+# This process's Python and JVM set-up, which the service's entry point does not inherit (PyFlink's
+# own run-time variables go too: pulse_local.processes).
+INHERITED_PREFIXES_DROPPED = ("PYTHON",)
 INHERITED_DROPPED = frozenset(
     ("VIRTUAL_ENV", "PULSE_CONNECTOR_JAR", "HADOOP_CLASSPATH", "JVM_ARGS", "CBOR_ENABLED", "AWS_CBOR_DISABLE")
 )
@@ -151,7 +153,7 @@ def start(
     python = runtime_python()
     environment = {
         key: value
-        for key, value in (os.environ if environ is None else environ).items()
+        for key, value in without_pyflink_runtime(environ).items()
         if not key.startswith(INHERITED_PREFIXES_DROPPED) and key not in INHERITED_DROPPED
     }
     environment.update(

@@ -10,7 +10,6 @@ demo uses that endpoint instead of an embedded moto server; nothing here changes
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from flink_app.detect.model import KINDS
+from pulse_local.processes import without_pyflink_runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ def run_demo(out: Path, *args: str, timeout_s: float = 420) -> subprocess.Comple
     return subprocess.run(
         [sys.executable, "-m", "pulse_local.demo", "--no-live", "--out", str(out), *args],
         cwd=ROOT,
-        env={**os.environ},
+        env=without_pyflink_runtime(),  # the suite's own Flink jobs leave PyFlink's variables here
         capture_output=True,
         text=True,
         timeout=timeout_s,
