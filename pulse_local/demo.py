@@ -478,7 +478,7 @@ def match(labels: list[Injection], reader: AnomalyReader, tolerance_s: float) ->
         hits = [
             (reader.first_read[key], anomaly)
             for key, anomaly in reader.records.items()
-            if anomaly.kind == label.kind
+            if label.kind in anomaly.kind_list  # one incident per subject: a kind may be a facet of another's
             and anomaly.subject == label.subject
             and anomaly.phase != "end"
             and label.start_ms <= anomaly.window_end <= label.end_ms + tolerance_s * 1000
