@@ -198,9 +198,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--parallelism", type=int, default=1, help="the application's parallelism (default 1)")
     args = parser.parse_args(argv)
     try:
-        groups = json.loads(args.properties.read_text())
+        if not args.zip.is_file():
+            raise ManagedRuntimeError(f"{args.zip} is not a file (make package writes dist/pulse-flink.zip)")
+        try:
+            groups = json.loads(args.properties.read_text())
+        except json.JSONDecodeError as error:
+            raise ManagedRuntimeError(f"{args.properties}: not valid JSON ({error})") from None
+        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+            raise ManagedRuntimeError(f"{args.properties}: expected a list of property groups")
         process = start(args.zip, groups, args.workdir, parallelism=args.parallelism)
-    except (ManagedRuntimeError, OSError, json.JSONDecodeError) as error:
+    except (ManagedRuntimeError, OSError) as error:
         print(f"managed_flink: {error}", file=sys.stderr)
         return 1
     try:
