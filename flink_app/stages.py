@@ -95,9 +95,14 @@ CLIENT_COLUMNS = (
 )
 
 
+def _epoch_s(column: str) -> str:
+    """A timestamp column's whole epoch seconds, in the session zone (the job pins it to UTC)."""
+    return f"UNIX_TIMESTAMP(DATE_FORMAT({column}, 'yyyy-MM-dd HH:mm:ss'))"
+
+
 def _epoch_ms(column: str) -> str:
     # Window bounds are whole seconds (sizes and slides are configured in seconds).
-    return f"UNIX_TIMESTAMP(DATE_FORMAT({column}, 'yyyy-MM-dd HH:mm:ss')) * 1000"
+    return f"{_epoch_s(column)} * 1000"
 
 
 def valid_condition(config: JobConfig) -> str:
@@ -145,7 +150,7 @@ def _slice_closed(size_s: int) -> str:
     Windows are aligned to the epoch (the session zone is UTC) and a slice ``[start, end)`` fires once
     the watermark reaches ``end - 1``: after that the window operator drops the row.
     """
-    epoch_s = "UNIX_TIMESTAMP(DATE_FORMAT(`event_time`, 'yyyy-MM-dd HH:mm:ss'))"
+    epoch_s = _epoch_s("`event_time`")
     slice_last_ms = f"({epoch_s} - MOD({epoch_s}, {size_s}) + {size_s}) * 1000 - 1"
     return f"TO_TIMESTAMP_LTZ({slice_last_ms}, 3) <= CURRENT_WATERMARK(`event_time`)"
 
