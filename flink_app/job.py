@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from flink_app.config import JobConfig, SinkKind, SourceKind, application_properties_path
+from flink_app.config import JobConfig, application_properties_path
 from flink_app.detect.model import Anomaly
 from flink_app.operator import ANOMALY_COLUMNS, ANOMALY_TYPE_INFO, DetectionFunction, subject_key
 
@@ -28,10 +28,6 @@ BACKTEST_BUNDLE_TIME_MS = 10_000
 
 def on_managed_flink() -> bool:
     return application_properties_path().exists()
-
-
-def needs_connectors(config: JobConfig, bounded: bool) -> bool:
-    return config.source.kind is SourceKind.KINESIS or (not bounded and config.sink.kind is SinkKind.DYNAMODB)
 
 
 def connector_jar() -> Path:
@@ -124,8 +120,9 @@ def create_environment(
         conf.set_string(key, value)
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     align_local_jvm(config)
-    if needs_connectors(config, bounded) and not on_managed_flink():
-        # On Managed Flink the `jarfile` run option already put it on the classpath.
+    if not on_managed_flink():
+        # Every job needs it: the connectors, and the function that parses each record
+        # (flink_app/events.py). On Managed Flink the `jarfile` run option already put it on the classpath.
         env.add_jars(connector_jar().as_uri())
     if on_managed_flink():
         deps = APP_ROOT / "deps"
@@ -184,10 +181,11 @@ def build(
 ) -> Pipeline:
     """Source → SQL stages → detection → sinks. ``detect=False`` sends the windows to a discarding
     sink instead (the SQL-only baseline of the benchmark)."""
-    from flink_app import sinks, sources, stages
+    from flink_app import events, sinks, sources, stages
 
     environment = create_environment(config, bounded, parallelism, flink_conf)
     t_env = environment.t_env
+    t_env.execute_sql(events.function_ddl())  # type: ignore[attr-defined]
     t_env.execute_sql(sources.source_ddl(config))  # type: ignore[attr-defined]
     staged = stages.register(t_env, config)  # type: ignore[arg-type]
 
