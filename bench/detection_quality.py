@@ -137,7 +137,7 @@ def detect_python(events: list[dict], config: JobConfig) -> list[Anomaly]:
 
 
 def detect_flink(events: list[dict], config: JobConfig) -> list[Anomaly]:
-    """The job's own backtest CLI (DESIGN.md) on the same events."""
+    """The job's own backtest CLI (python -m flink_app backtest) on the same events."""
     with tempfile.TemporaryDirectory(prefix="pulse-bench-") as tmp:
         source, sink, props = Path(tmp) / "events.jsonl", Path(tmp) / "anomalies.jsonl", Path(tmp) / "props.json"
         groups = [

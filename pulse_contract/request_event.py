@@ -1,4 +1,4 @@
-"""The request event, schema v1 (DESIGN.md): one JSON object per Kinesis record.
+"""The request event, schema v1: one JSON object per Kinesis record, the contract between the API and the job.
 
 A plain slotted dataclass rather than a pydantic model: one is built per request, so it must
 cost microseconds. :meth:`RequestEvent.from_dict` validates for the paths that read events back
@@ -120,8 +120,10 @@ def encode_json(value: Any) -> bytes:
     return _ENCODER.encode(value).encode("ascii")
 
 
+# An event's id is its Kinesis partition key (Kinesis allows 256 characters); the detection job sets
+# aside an event whose id is longer than this, and replay does not publish one.
+MAX_ID_CHARS = 128
 # Bounds a replayed event must keep (replay reads logs anyone may have written into).
-MAX_ID_CHARS = 256
 STATUS_RANGE = (100, 599)
 
 
