@@ -11,10 +11,17 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from flink_app.anomaly_columns import ANOMALY_COLUMNS
 from flink_app.config import JobConfig, application_properties_path
-from flink_app.detect.model import Anomaly
-from flink_app.operator import ANOMALY_COLUMNS, ANOMALY_TYPE_INFO, DetectionFunction, subject_key
+from flink_app.detection_operator import ANOMALY_TYPE_INFO, DetectionFunction, row_key
+from pulse_contract import Anomaly
+
+if TYPE_CHECKING:  # PyFlink is imported when a job is built, not when this module is
+    from pyflink.common import JobClient
+    from pyflink.datastream import DataStream, StreamExecutionEnvironment
+    from pyflink.table import StatementSet, StreamTableEnvironment, Table
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 APP_ROOT = PACKAGE_DIR.parent  # the repository, or the unpacked Managed Flink zip
@@ -102,8 +109,8 @@ def align_local_jvm(config: JobConfig) -> None:
 
 @dataclass
 class Environment:
-    env: object  # StreamExecutionEnvironment
-    t_env: object  # StreamTableEnvironment
+    env: StreamExecutionEnvironment
+    t_env: StreamTableEnvironment
 
 
 def create_environment(
@@ -122,7 +129,7 @@ def create_environment(
     align_local_jvm(config)
     if not on_managed_flink():
         # Every job needs it: the connectors, and the function that parses each record
-        # (flink_app/events.py). On Managed Flink the `jarfile` run option already put it on the classpath.
+        # (flink_app/event_columns.py). On Managed Flink the `jarfile` run option already put it on the classpath.
         env.add_jars(connector_jar().as_uri())
     if on_managed_flink():
         deps = APP_ROOT / "deps"
@@ -139,7 +146,7 @@ def create_environment(
     # read: which events are late (dropped by the windows and counted) is the same in a replay, after
     # a restore from a checkpoint and in backtest; and at the end of a bounded input the last regular
     # watermark is exactly the newest event time less the delay, which decides what backtest judges
-    # (flink_app/operator.py).
+    # (flink_app/detection_operator.py).
     env.get_config().set_auto_watermark_interval(0)
     if not bounded:
         env.enable_checkpointing(config.job.checkpoint_interval_s * 1000)
@@ -168,8 +175,8 @@ class Pipeline:
     """A built job. Run it with :func:`execute` (streaming) or :func:`collect_anomalies` (backtest)."""
 
     environment: Environment
-    anomalies: object  # DataStream of ANOMALY_COLUMNS rows
-    statements: object | None  # StreamStatementSet: the SQL sinks (none in backtest, which collects)
+    anomalies: DataStream | None  # rows of ANOMALY_COLUMNS (none when built without detection)
+    statements: StatementSet | None  # the SQL sinks (none in backtest, which collects)
 
 
 def build(
@@ -181,37 +188,35 @@ def build(
 ) -> Pipeline:
     """Source → SQL stages → detection → sinks. ``detect=False`` sends the windows to a discarding
     sink instead (the SQL-only baseline of the benchmark)."""
-    from flink_app import events, sinks, sources, stages
+    from flink_app import event_columns, sinks, sources, stages
 
     environment = create_environment(config, bounded, parallelism, flink_conf)
     t_env = environment.t_env
-    t_env.execute_sql(events.function_ddl())  # type: ignore[attr-defined]
-    t_env.execute_sql(sources.source_ddl(config))  # type: ignore[attr-defined]
-    staged = stages.register(t_env, config)  # type: ignore[arg-type]
+    t_env.execute_sql(event_columns.function_ddl())
+    t_env.execute_sql(sources.source_ddl(config))
+    staged = stages.register(t_env, config)
 
     if not detect:
-        statements = t_env.create_statement_set()  # type: ignore[attr-defined]
+        statements = t_env.create_statement_set()
         columns = ", ".join(f"`{name}` {sql_type}" for name, sql_type in stages.WINDOW_COLUMNS)
-        t_env.execute_sql(  # type: ignore[attr-defined]
-            f"CREATE TEMPORARY TABLE windows_discard ({columns}) WITH ('connector' = 'blackhole')"
-        )
+        t_env.execute_sql(f"CREATE TEMPORARY TABLE windows_discard ({columns}) WITH ('connector' = 'blackhole')")
         statements.add_insert("windows_discard", staged.detection_input)
         return Pipeline(environment, None, statements)
 
     anomalies = detection(environment, staged.detection_input, config, bounded)
     statements = None
     if not bounded:
-        t_env.execute_sql(sinks.anomaly_sink_ddl(config))  # type: ignore[attr-defined]
-        statements = t_env.create_statement_set()  # type: ignore[attr-defined]
-        statements.add_insert(sinks.ANOMALY_SINK, t_env.from_data_stream(anomalies))  # type: ignore[attr-defined]
+        t_env.execute_sql(sinks.anomaly_sink_ddl(config))
+        statements = t_env.create_statement_set()
+        statements.add_insert(sinks.ANOMALY_SINK, t_env.from_data_stream(anomalies))
     return Pipeline(environment, anomalies, statements)
 
 
-def detection(environment: Environment, windows: object, config: JobConfig, bounded: bool) -> object:
+def detection(environment: Environment, windows: Table, config: JobConfig, bounded: bool) -> DataStream:
     """The aggregate stream into the Python operator, keyed by subject; anomaly rows out."""
     from pyflink.common.typeinfo import Types
 
-    stream = environment.t_env.to_data_stream(windows)  # type: ignore[attr-defined]
+    stream = environment.t_env.to_data_stream(windows)
     stall_ms = (config.windows.idle_timeout_s + config.windows.watermark_delay_s) * 1000
     function = DetectionFunction(
         config.detect,
@@ -221,33 +226,33 @@ def detection(environment: Environment, windows: object, config: JobConfig, boun
         sample_size=config.job.rejected_sample_size,
     )
     return (
-        stream.key_by(subject_key, key_type=Types.STRING())
-        .process(function, output_type=ANOMALY_TYPE_INFO)
-        .name("detect")
+        stream.key_by(row_key, key_type=Types.STRING()).process(function, output_type=ANOMALY_TYPE_INFO).name("detect")
     )
 
 
 def _attach_sinks(pipeline: Pipeline) -> None:
     if pipeline.statements is not None:
-        pipeline.statements.attach_as_datastream()  # type: ignore[attr-defined]
+        pipeline.statements.attach_as_datastream()
 
 
 def execute(pipeline: Pipeline, name: str = JOB_NAME) -> None:
     """Run until cancelled (streaming) or until the input ends."""
     _attach_sinks(pipeline)
-    pipeline.environment.env.execute(name)  # type: ignore[attr-defined]
+    pipeline.environment.env.execute(name)
 
 
-def execute_async(pipeline: Pipeline, name: str = JOB_NAME) -> object:
+def execute_async(pipeline: Pipeline, name: str = JOB_NAME) -> JobClient:
     """Submit and return Flink's ``JobClient`` (status, cancel): for tests and tools."""
     _attach_sinks(pipeline)
-    return pipeline.environment.env.execute_async(name)  # type: ignore[attr-defined]
+    return pipeline.environment.env.execute_async(name)
 
 
 def collect_anomalies(pipeline: Pipeline) -> Iterator[Anomaly]:
     """Run a bounded pipeline and yield its anomalies as they are emitted."""
     _attach_sinks(pipeline)
+    if pipeline.anomalies is None:
+        raise ValueError("the pipeline was built without detection (detect=False): there are no anomalies to collect")
     names = [name for name, _ in ANOMALY_COLUMNS]
-    with pipeline.anomalies.execute_and_collect(JOB_NAME) as results:  # type: ignore[attr-defined]
+    with pipeline.anomalies.execute_and_collect(JOB_NAME) as results:
         for row in results:
             yield Anomaly.from_record(dict(zip(names, row, strict=True)))

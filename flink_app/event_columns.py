@@ -45,7 +45,9 @@ PARSED_FIELDS = ("is_object", "id", "route", "status", "latency_ms", "client_ip"
 
 def function_ddl() -> str:
     """Registers :data:`FIELDS_FUNCTION`; the connector JAR must be on the job's class path."""
-    return f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {FIELDS_FUNCTION} AS '{FIELDS_FUNCTION_CLASS}' LANGUAGE JAVA"
+    return (
+        f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {FIELDS_FUNCTION} AS '{FIELDS_FUNCTION_CLASS}' LANGUAGE JAVA"
+    )
 
 
 def _parsed(name: str) -> str:
@@ -102,7 +104,7 @@ def watermark_expression(watermark_delay_s: int) -> str:
     A window ``[start, end)`` fires once the watermark reaches ``end - 1``, i.e. once an event at
     least ``watermark.delay.s`` past its end has arrived; a timer at ``t`` fires once an event is
     more than the delay past ``t``. The same convention as Flink's bounded out-of-orderness strategy
-    and as the pure-Python backtest (:mod:`flink_app.detect.replay`).
+    and as the pure-Python backtest (:mod:`flink_app.detect.backtest`).
     """
     return f"`event_time` - {sql_interval(watermark_delay_s * 1000 + 1)}"
 
