@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flink_app import event_columns
 from flink_app.anomaly_columns import ANOMALY_COLUMNS
 from flink_app.config import JobConfig, application_properties_path
 from flink_app.detection_operator import ANOMALY_TYPE_INFO, DetectionFunction, row_key
@@ -155,6 +156,8 @@ def create_environment(
     if not bounded:
         env.enable_checkpointing(config.job.checkpoint_interval_s * 1000)
     t_env = StreamTableEnvironment.create(env, environment_settings=EnvironmentSettings.in_streaming_mode())
+    # The function the source's columns parse each record with (flink_app/event_columns.py).
+    t_env.execute_sql(event_columns.function_ddl())
     table_config = t_env.get_config()
     table_config.set("table.local-time-zone", "UTC")
     table_config.set("table.exec.source.idle-timeout", f"{config.windows.idle_timeout_s} s")
@@ -192,11 +195,10 @@ def build(
 ) -> Pipeline:
     """Source → SQL stages → detection → sinks. ``detect=False`` sends the windows to a discarding
     sink instead (the SQL-only baseline of the benchmark)."""
-    from flink_app import event_columns, sinks, sources, stages
+    from flink_app import sinks, sources, stages
 
     environment = create_environment(config, bounded, parallelism, flink_conf)
     t_env = environment.t_env
-    t_env.execute_sql(event_columns.function_ddl())
     t_env.execute_sql(sources.source_ddl(config))
     staged = stages.register(t_env, config)
 

@@ -28,9 +28,11 @@ import java.io.IOException;
  * against each other on records of every kind.
  *
  * <p>Flink 2.2 generates a separate call for each field read from the result ({@code f(line).id},
- * {@code f(line).route}, ...), so the function keeps its last input and result: the calls for one
- * row parse it once. It is deterministic (the same record always gives the same row), so the cache
- * can only ever save work. The {@code kinesisanalytics.parsedRecords} counter counts real parses.
+ * {@code f(line).route}, ...), so the function keeps a private copy of its last input and its
+ * result: the calls for one row parse it once. It is deterministic (the same record always gives
+ * the same row), so the cache can only ever save work; comparing with a copy, never with the
+ * caller's string, keeps it right when the caller reuses objects. The {@code
+ * kinesisanalytics.parsedRecords} counter counts real parses.
  */
 public class EventFields extends ScalarFunction {
 
