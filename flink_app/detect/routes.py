@@ -25,6 +25,10 @@ from flink_app.detect.tails import binomial_upper, count_lower, count_upper, sig
 
 # The floor under the log of a latency (as in the SQL stage's LN(GREATEST(latency_ms, 0.001))).
 MIN_LATENCY_MS = 0.001
+# The busiest client's usual share of a route's window is taken as at most this much when the route's
+# own count is estimated from the other clients' requests (a route that one client usually fills,
+# or a quiet route whose window is one request, would otherwise divide by nearly zero).
+MAX_TOP_SHARE = 0.5
 
 
 @dataclass
@@ -38,6 +42,7 @@ class RouteState:
     season_stage: int = 0  # the profile's stage the level was learned with
     size_ms: int = 0  # the window size (window_end - window_start)
     errors: RateBaseline = field(default_factory=RateBaseline)
+    top_share: RateBaseline = field(default_factory=RateBaseline)  # the busiest client's share of a window
     latency: EwmaBaseline = field(default_factory=EwmaBaseline)  # natural log of milliseconds
     count_pause: LearningPause = field(default_factory=LearningPause)
     errors_pause: LearningPause = field(default_factory=LearningPause)
@@ -66,6 +71,25 @@ def typical_latency_log(window: RouteWindow) -> float:
         return (window.latency_log_mean * n - math.log(slowest)) / (n - 1)
     trimmed = (window.latency_mean * n - window.latency_max) / (n - 1)
     return math.log(max(trimmed, MIN_LATENCY_MS))
+
+
+def own_count(state: RouteState, window: RouteWindow, warmup: int) -> float:
+    """The window's count without what one client added beyond its usual share: the route's own traffic.
+
+    With ``s`` the busiest client's usual share of a window (learned) and ``rest`` the requests of every
+    other client, the count had that client kept its share is ``rest / (1 - s)``; the route's own
+    count is the smaller of that and the count. A spike of the route's users (the busiest one grows
+    with the rest) keeps its count; a spike that one client made (a scraper, credential stuffing) is
+    that client's anomaly, which the client detectors report, and leaves the route near its usual
+    level. Windows without ``top_client_count``, and routes whose share is not learned yet, keep their
+    count. Only a spike is judged on it: the estimate is noisy where one client is a large share (two
+    health monitors), and a busy client cannot hide a drop of everybody else.
+    """
+    top = window.top_client_count
+    if top is None or state.top_share.samples < warmup:
+        return float(window.count)
+    share = min(state.top_share.rate, MAX_TOP_SHARE)
+    return float(min(window.count, (window.count - top) / (1.0 - share)))
 
 
 class RouteDetector:
@@ -143,9 +167,11 @@ class RouteDetector:
         self._track_geometry(state, window)
         partial = window.window_start < state.full_from
 
-        findings = sorted(self._findings(state, window, partial), key=lambda f: self.PRECEDENCE.index(f.kind))
+        own = own_count(state, window, self.s.route_warmup_windows)
+        found, count = self._findings(state, window, own, partial)
+        findings = sorted(found, key=lambda f: self.PRECEDENCE.index(f.kind))
         out.extend(state.alerts.observe_window(findings, window.window_start, end, self.s))
-        self._learn(state, window, partial, {finding.kind: finding for finding in findings})
+        self._learn(state, window, count, partial, {finding.kind: finding for finding in findings})
         state.last_end = max(state.last_end, end)
         return out
 
@@ -190,20 +216,26 @@ class RouteDetector:
         tail = count_lower(significant(expected), significant(self.phi(state, False), 2), p)
         return None if tail < 0 else min(self.s.drop_ratio * expected, float(tail))
 
-    def _findings(self, state: RouteState, window: RouteWindow, partial: bool) -> list[Finding]:
+    def _findings(
+        self, state: RouteState, window: RouteWindow, own: float, partial: bool
+    ) -> tuple[list[Finding], float]:
+        """The window's findings, and the count the count baselines learn from it.
+
+        A spike is judged on the route's own count (:func:`own_count`, which the record reports), a drop
+        on the whole count. The baselines learn the whole count, except from a window that only one
+        client's excess made suspicious: then the route's own count (the client's burst is not the
+        route's level or burstiness).
+        """
         s = self.s
         findings: list[Finding] = []
+        count = float(window.count)
         p = s.window_p(state.size_ms)
         if state.count.samples >= s.route_warmup_windows:
             expected = self.expected_count(state, window.window_end)
             threshold = self.spike_threshold(state, expected, p, window.window_end)
-            spike = Finding(
-                "spike",
-                window.count,
-                expected,
-                excess_score(window.count, expected, threshold),
-                window.count >= threshold,
-            )
+            spike = Finding("spike", own, expected, excess_score(own, expected, threshold), own >= threshold)
+            if own < count and excess_score(count, expected, threshold) >= s.alert_clear_score:
+                count = own
             drop: Finding | None = None
             low = self.drop_threshold(state, expected, p) if not partial and expected >= s.drop_min_expected else None
             if low is not None:
@@ -237,7 +269,7 @@ class RouteDetector:
                     "latency_surge", math.exp(observed_log), math.exp(expected_log), score, observed_log >= threshold
                 )
             )
-        return findings
+        return findings, count
 
     PRECEDENCE = ("silence", "error_surge", "latency_surge", "drop", "spike")
 
@@ -252,14 +284,16 @@ class RouteDetector:
             self._ms(state, "relearn_s"),
         )
 
-    def _learn(self, state: RouteState, window: RouteWindow, partial: bool, findings: dict[str, Finding]) -> None:
+    def _learn(
+        self, state: RouteState, window: RouteWindow, count: float, partial: bool, findings: dict[str, Finding]
+    ) -> None:
         s, end = self.s, window.window_end
         halflife_ms = self._ms(state, "route_halflife_s")
         expected = self.expected_count(state, end)
         may_learn = not partial and self._may_learn(state.count_pause, state, findings, ("spike", "drop"), end)
         if not partial and state.count.samples:
             state.dispersion.observe(
-                float(window.count),
+                count,
                 expected,
                 end,
                 state.alerts.suspicious(findings, ("spike", "drop"), s),
@@ -272,19 +306,16 @@ class RouteDetector:
         if not partial and (may_learn or state.season_stage == 0):
             # Until the profile is in use it learns from every full window: a route whose night looks
             # like a drop to the level must still get to know its nights.
-            state.season.learn(
-                float(window.count), end - state.size_ms // 2, state.season_stage, s.season_halflife_days
-            )
+            state.season.learn(count, end - state.size_ms // 2, state.season_stage, s.season_halflife_days)
         if may_learn:
             self._advance_season(state, end)
             factor = self.season_factor(state, end)
-            level = window.count / factor
+            level = count / factor
             noise = self.count_noise(state, state.count.mean * factor) / factor
             clip = s.route_clip_z * noise if state.count.samples else None
             state.count.update(level, end, halflife_ms, clip, spread=state.count_pause.calm)
-            state.season.learn(
-                float(window.count), end - state.size_ms // 2, state.season_stage, s.season_halflife_days
-            )
+            self._learn_top_share(state, window, halflife_ms)
+            state.season.learn(count, end - state.size_ms // 2, state.season_stage, s.season_halflife_days)
         if window.count > 0 and self._may_learn(state.errors_pause, state, findings, ("error_surge",), end):
             state.errors.update(float(window.errors_5xx), float(window.count), end, halflife_ms)
         if window.count >= s.latency_min_count and self._may_learn(
@@ -293,6 +324,18 @@ class RouteDetector:
             noise = max(state.latency.std, s.latency_noise_rel)
             clip = s.route_clip_z * noise if state.latency.samples else None
             state.latency.update(typical_latency_log(window), end, halflife_ms, clip, spread=state.latency_pause.calm)
+
+    @staticmethod
+    def _learn_top_share(state: RouteState, window: RouteWindow, halflife_ms: float) -> None:
+        """The busiest client's share, from the windows the level learns (weighted by their counts). Once
+        known, one window teaches at most twice the usual share: a client's burst that stayed under the
+        spike threshold is not what the route's busiest client usually sends."""
+        top = window.top_client_count
+        if top is None or window.count <= 0:
+            return
+        if state.top_share.samples:
+            top = min(top, 2.0 * state.top_share.rate * window.count)
+        state.top_share.update(float(top), float(window.count), window.window_end, halflife_ms)
 
     def _advance_season(self, state: RouteState, end: int) -> None:
         """Use the seasonal profile once it has seen enough; the level is rescaled so that the expected
