@@ -16,7 +16,7 @@ from aws_cdk import App
 
 from cdk.flink_artifact import FlinkArtifactError
 from cdk.lambda_bundle import BundleError
-from cdk.settings import SettingsError
+from cdk.settings import DeploySettingsError
 from cdk.synth import build_app, standalone_context, standalone_outdir
 
 
@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
         # Run by hand, the app writes where the CLI would (the CLI passes its own outdir).
         app = App(context=context, outdir=standalone_outdir(os.environ) if context is not None else None)
         build_app(app)
-    except (SettingsError, BundleError, FlinkArtifactError) as error:
+    except (DeploySettingsError, BundleError, FlinkArtifactError) as error:
         print(f"pulse: {error}", file=sys.stderr)
         return 1
     app.synth()

@@ -41,13 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from flink_app.config import JobConfig, WindowConfig  # noqa: E402
-from flink_app.detect.model import (  # noqa: E402
-    KINDS,
-    UNMATCHED_ROUTE,
-    Anomaly,
-)
-from flink_app.detect.replay import backtest  # noqa: E402
+from flink_app.detect.backtest import backtest  # noqa: E402
 from flink_app.detect.windows import WindowGeometry  # noqa: E402
+from pulse_contract import KINDS, UNMATCHED_ROUTE, Anomaly  # noqa: E402
 from pulse_local.evaluation import Evaluation, evaluate, incidents  # noqa: E402
 from pulse_local.traffic import TrafficGenerator, TrafficSpec, write_jsonl  # noqa: E402
 

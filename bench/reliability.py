@@ -9,7 +9,7 @@ front of it (``FaultSwitch``: up, refused, black hole), and the API under test, 
    by the client waiting) for ``--before-s`` healthy, then the fault for the outage's length, then
    ``--after-s`` healthy again; then the API is shut down as its platform would (uvicorn: SIGTERM,
    lifespan shutdown; Lambda: SIGTERM to the environment), the fallback log is replayed
-   (``python -m lambda_api.replay``) and the stream is read back. Every request carries a unique
+   (``python -m lambda_api.fallback_replay``) and the stream is read back. Every request carries a unique
    user agent, so its event is found on the stream or in the fallback log whatever its id.
    Targets:
 
@@ -64,10 +64,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lambda_api.events import RequestEvent  # noqa: E402
 from lambda_api.publishers.delivery import KinesisDelivery, kinesis_client  # noqa: E402
 from lambda_api.publishers.fallback import FallbackLog, read_fallback_lines  # noqa: E402
 from lambda_api.publishers.kinesis import BufferedKinesisPublisher  # noqa: E402
+from pulse_contract.request_event import RequestEvent  # noqa: E402
 from pulse_local.apigw import http_api_event  # noqa: E402
 from pulse_local.emulator import (  # noqa: E402
     EMULATOR_CREDENTIALS,
@@ -425,7 +425,7 @@ def replay(emulator: Emulator, stream: str, lines: list[str], workdir: Path, nam
     env = {**os.environ, **emulator.env}
     env.pop("PULSE_FALLBACK_LOG", None)
     done = subprocess.run(
-        [sys.executable, "-m", "lambda_api.replay", str(source), "--stream", stream,
+        [sys.executable, "-m", "lambda_api.fallback_replay", str(source), "--stream", stream,
          "--failed", str(workdir / f"{name}.replay-failed.log")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip

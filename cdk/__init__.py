@@ -1,6 +1,6 @@
 """Pulse infrastructure as code: one construct per concern, composed in :class:`cdk.stack.PulseStack`.
 
-``app.py`` reads the CDK context into :class:`cdk.settings.PulseSettings` and builds the stack; see
+``app.py`` reads the CDK context into :class:`cdk.settings.DeploySettings` and builds the stack; see
 ``docs/deploy.md``.
 """
 

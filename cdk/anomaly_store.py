@@ -1,4 +1,4 @@
-"""The anomaly store: DESIGN.md's anomaly records, keyed as the local emulator creates them."""
+"""The anomaly store: one item per anomaly record, with :mod:`pulse_contract.anomaly_table`'s keys and index."""
 
 from __future__ import annotations
 
@@ -6,24 +6,24 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
-from cdk.settings import PulseSettings
-from pulse_local.emulator import ANOMALY_TABLE_KEYS, ANOMALY_TIME_INDEX
+from cdk.settings import DeploySettings
+from pulse_contract import anomaly_table as keys
 
 
 class AnomalyStore(Construct):
     """DynamoDB table: pk/sk strings, TTL, the ``by_day`` index; on-demand, PITR, KMS encryption."""
 
-    def __init__(self, scope: Construct, construct_id: str, settings: PulseSettings) -> None:
+    def __init__(self, scope: Construct, construct_id: str, settings: DeploySettings) -> None:
         super().__init__(scope, construct_id)
         string = dynamodb.AttributeType.STRING
-        self.index_name = ANOMALY_TIME_INDEX["name"]
+        self.index_name = keys.TIME_INDEX
         self.table = dynamodb.Table(
             self,
             "Table",
             table_name=f"{settings.prefix}-anomalies",
-            partition_key=dynamodb.Attribute(name=ANOMALY_TABLE_KEYS["partition"], type=string),
-            sort_key=dynamodb.Attribute(name=ANOMALY_TABLE_KEYS["sort"], type=string),
-            time_to_live_attribute=ANOMALY_TABLE_KEYS["ttl"],
+            partition_key=dynamodb.Attribute(name=keys.PARTITION_KEY, type=string),
+            sort_key=dynamodb.Attribute(name=keys.SORT_KEY, type=string),
+            time_to_live_attribute=keys.TTL_ATTRIBUTE,
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
@@ -35,8 +35,8 @@ class AnomalyStore(Construct):
         # "Newest anomalies across subjects": one partition per UTC day, sorted by sk (window end first).
         self.table.add_global_secondary_index(
             index_name=self.index_name,
-            partition_key=dynamodb.Attribute(name=ANOMALY_TIME_INDEX["partition"], type=string),
-            sort_key=dynamodb.Attribute(name=ANOMALY_TIME_INDEX["sort"], type=string),
+            partition_key=dynamodb.Attribute(name=keys.TIME_INDEX_PARTITION_KEY, type=string),
+            sort_key=dynamodb.Attribute(name=keys.TIME_INDEX_SORT_KEY, type=string),
             projection_type=dynamodb.ProjectionType.ALL,
         )
 

@@ -20,7 +20,7 @@ from cdk.ingest import IngestStream
 from cdk.lambda_bundle import LambdaBundle
 from cdk.nag import acknowledge
 from cdk.policies import default_policy
-from cdk.settings import PulseSettings
+from cdk.settings import DeploySettings
 
 HANDLER = "lambda_api.handler.handler"
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -54,7 +54,7 @@ class MonitoredApi(Construct):
         self,
         scope: Construct,
         construct_id: str,
-        settings: PulseSettings,
+        settings: DeploySettings,
         bundle: LambdaBundle,
         ingest: IngestStream,
         store: AnomalyStore,

@@ -17,7 +17,7 @@ from cdk.flink_artifact import RUN_OPTIONS, RUN_OPTIONS_GROUP
 from cdk.ingest import IngestStream
 from cdk.nag import acknowledge
 from cdk.policies import default_policy
-from cdk.settings import PulseSettings
+from cdk.settings import DeploySettings
 from flink_app.config import JobConfig, JobRuntimeConfig, SinkConfig, SinkKind, SourceConfig, SourceKind
 
 RUNTIME = "FLINK-2_2"
@@ -25,7 +25,9 @@ LOG_STREAM = "application"
 MIN_PAUSE_BETWEEN_CHECKPOINTS_MS = 5_000
 
 
-def job_property_groups(settings: PulseSettings, stream_arn: str, table_name: str, region: str) -> list[dict[str, Any]]:
+def job_property_groups(
+    settings: DeploySettings, stream_arn: str, table_name: str, region: str
+) -> list[dict[str, Any]]:
     """The job's own property groups, rendered by flink_app's JobConfig (the only place names live).
 
     ``settings.job_properties`` may tune any group; where the job reads and writes (kind, stream,
@@ -75,7 +77,7 @@ class Detector(Construct):
         self,
         scope: Construct,
         construct_id: str,
-        settings: PulseSettings,
+        settings: DeploySettings,
         flink_zip: Path,
         ingest: IngestStream,
         store: AnomalyStore,

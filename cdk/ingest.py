@@ -6,7 +6,7 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_kinesis as kinesis
 from constructs import Construct
 
-from cdk.settings import PulseSettings
+from cdk.settings import DeploySettings
 
 
 class IngestStream(Construct):
@@ -16,7 +16,7 @@ class IngestStream(Construct):
     nothing per key; a customer-managed key would add KMS requests that scale with every producer.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, settings: PulseSettings) -> None:
+    def __init__(self, scope: Construct, construct_id: str, settings: DeploySettings) -> None:
         super().__init__(scope, construct_id)
         provisioned = settings.stream_shards is not None
         self.stream = kinesis.Stream(

@@ -18,7 +18,7 @@ from cdk.anomaly_store import AnomalyStore
 from cdk.api import MonitoredApi
 from cdk.detector import Detector
 from cdk.ingest import IngestStream
-from cdk.settings import PulseSettings
+from cdk.settings import DeploySettings
 from flink_app import metrics as job_metrics
 from lambda_api.publishers.fallback import FALLBACK_VERSION, LOST_KEY
 
@@ -61,7 +61,7 @@ class Observability(Construct):
         self,
         scope: Construct,
         construct_id: str,
-        settings: PulseSettings,
+        settings: DeploySettings,
         api: MonitoredApi,
         ingest: IngestStream,
         store: AnomalyStore,
@@ -293,7 +293,7 @@ class Observability(Construct):
             ),
         )
 
-    def _alarm_topic(self, settings: PulseSettings) -> sns.Topic:
+    def _alarm_topic(self, settings: DeploySettings) -> sns.Topic:
         """An SNS topic for alarm actions, encrypted with its own key that CloudWatch may use.
 
         CloudWatch cannot publish to a topic under the AWS-managed ``aws/sns`` key (its policy is
@@ -325,7 +325,7 @@ class Observability(Construct):
             enforce_ssl=True,
         )
 
-    def _alarm(self, settings: PulseSettings, spec: AlarmSpec) -> cloudwatch.Alarm:
+    def _alarm(self, settings: DeploySettings, spec: AlarmSpec) -> cloudwatch.Alarm:
         return cloudwatch.Alarm(
             self,
             _construct_id(spec.name),

@@ -46,11 +46,11 @@ _NONE_WORDS = {"", "none", "null"}
 _TOOLKIT_KEYS = {"cli-telemetry", "acknowledged-issue-numbers"}
 
 
-class SettingsError(ValueError):
+class DeploySettingsError(ValueError):
     """A context value is invalid; the message names the context key."""
 
 
-class PulseSettings(BaseModel):
+class DeploySettings(BaseModel):
     """What a deployment may vary; field aliases are the CDK context keys."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -106,7 +106,7 @@ class PulseSettings(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> PulseSettings:
+    def _consistent(self) -> DeploySettings:
         if (
             self.lambda_provisioned_concurrency
             and self.lambda_reserved_concurrency
@@ -139,12 +139,12 @@ class PulseSettings(BaseModel):
         known = set(cls.context_keys()) | _TOOLKIT_KEYS
         unknown = sorted(key for key in context_keys if key not in known and not key.startswith("@") and ":" not in key)
         if unknown:
-            raise SettingsError(
+            raise DeploySettingsError(
                 f"unknown context key(s) {', '.join(unknown)}; settings are: {', '.join(sorted(cls.context_keys()))}"
             )
 
     @classmethod
-    def from_context(cls, get: Callable[[str], Any]) -> PulseSettings:
+    def from_context(cls, get: Callable[[str], Any]) -> DeploySettings:
         """Read every key with ``get`` (``app.node.try_get_context``); errors name the key."""
         raw: dict[str, Any] = {}
         for name, field in cls.model_fields.items():
@@ -159,12 +159,12 @@ class PulseSettings(BaseModel):
                 try:
                     value = json.loads(value)
                 except json.JSONDecodeError as error:
-                    raise SettingsError(f"context jobProperties: not valid JSON ({error})") from None
+                    raise DeploySettingsError(f"context jobProperties: not valid JSON ({error})") from None
             raw[key] = value
         try:
             return cls.model_validate(raw)
         except ValidationError as error:
-            raise SettingsError(_describe(error)) from None
+            raise DeploySettingsError(_describe(error)) from None
 
 
 def _as_property(value: Any) -> Any:
@@ -176,7 +176,7 @@ def _as_property(value: Any) -> Any:
 
 
 def _describe(error: ValidationError) -> str:
-    aliases = {name: field.alias or name for name, field in PulseSettings.model_fields.items()}
+    aliases = {name: field.alias or name for name, field in DeploySettings.model_fields.items()}
     problems = []
     for item in error.errors():
         location = [str(part) for part in item["loc"]]

@@ -14,7 +14,7 @@ from cdk.detector import Detector
 from cdk.ingest import IngestStream
 from cdk.lambda_bundle import LambdaBundle
 from cdk.observability import Observability
-from cdk.settings import PulseSettings
+from cdk.settings import DeploySettings
 
 
 class PulseStack(Stack):
@@ -23,7 +23,7 @@ class PulseStack(Stack):
     def __init__(
         self,
         scope: Construct,
-        settings: PulseSettings,
+        settings: DeploySettings,
         lambda_bundle: LambdaBundle,
         flink_zip: Path,
         **kwargs: Any,

@@ -13,7 +13,7 @@ from cdk import PROJECT_ROOT
 from cdk.flink_artifact import resolve_flink_zip
 from cdk.lambda_bundle import build_bundle
 from cdk.nag import enable_checks
-from cdk.settings import PulseSettings, SettingsError
+from cdk.settings import DeploySettings, DeploySettingsError
 from cdk.stack import PulseStack
 
 # Set by the cdk CLI when it runs the app; it then passes cdk.json's context itself.
@@ -22,8 +22,8 @@ CLI_CONTEXT_VARIABLE = "CDK_CONTEXT_JSON"
 
 def build_app(app: App) -> PulseStack:
     """Add the Pulse stack that ``app``'s context describes (and the nag checks, unless ``nag=false``)."""
-    PulseSettings.check_unknown(app.node.get_all_context())
-    settings = PulseSettings.from_context(app.node.try_get_context)
+    DeploySettings.check_unknown(app.node.get_all_context())
+    settings = DeploySettings.from_context(app.node.try_get_context)
     flink_zip = resolve_flink_zip(settings.flink_zip, build_if_missing=settings.build_flink_zip)
     stack = PulseStack(app, settings, lambda_bundle=build_bundle(), flink_zip=flink_zip)
     if settings.nag:
@@ -57,14 +57,14 @@ def standalone_context(
     """Context for ``python app.py [-c key=value ...]``; None when the cdk CLI already supplies it."""
     if CLI_CONTEXT_VARIABLE in environ:
         if argv:
-            raise SettingsError("under the cdk CLI pass context as `cdk synth -c key=value`, not to app.py")
+            raise DeploySettingsError("under the cdk CLI pass context as `cdk synth -c key=value`, not to app.py")
         return None
     context = project_context(root)
     arguments = list(argv)
     while arguments:
         flag = arguments.pop(0)
         if flag not in ("-c", "--context") or not arguments or "=" not in arguments[0]:
-            raise SettingsError(f"usage: python app.py [-c key=value ...] (got {flag!r})")
+            raise DeploySettingsError(f"usage: python app.py [-c key=value ...] (got {flag!r})")
         key, value = arguments.pop(0).split("=", 1)
         context[key] = value
     return context

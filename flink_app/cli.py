@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flink_app.config import ConfigError, JobConfig, SinkConfig, SinkKind, SourceConfig, SourceKind
-from flink_app.detect.model import Anomaly
+from pulse_contract import Anomaly
 
 LOG = logging.getLogger("flink_app")
 

@@ -225,3 +225,11 @@ def _describe(error: ValidationError) -> str:
         else:
             problems.append(f"{group}: {key}: {item['msg']}")
     return "invalid job configuration: " + "; ".join(problems)
+
+
+def region_of_arn(arn: str) -> str:
+    """The region of a Kinesis stream ARN (its fourth field); ConfigError when it is not one."""
+    parts = arn.split(":")
+    if len(parts) < 6 or not parts[3]:
+        raise ConfigError(f"invalid job configuration: pulse.source: stream.arn {arn!r} is not a Kinesis stream ARN")
+    return parts[3]

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from flink_app.anomaly_columns import ANOMALY_COLUMNS
 from flink_app.config import JobConfig, SinkKind, SourceKind, application_properties_path
-from flink_app.detect.model import Anomaly
-from flink_app.operator import ANOMALY_COLUMNS, ANOMALY_TYPE_INFO, DetectionFunction, subject_key
+from flink_app.detection_operator import ANOMALY_TYPE_INFO, DetectionFunction, row_key
+from pulse_contract import Anomaly
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 APP_ROOT = PACKAGE_DIR.parent  # the repository, or the unpacked Managed Flink zip
@@ -142,7 +143,7 @@ def create_environment(
     # read: which events are late (dropped by the windows and counted) is the same in a replay, after
     # a restore from a checkpoint and in backtest; and at the end of a bounded input the last regular
     # watermark is exactly the newest event time less the delay, which decides what backtest judges
-    # (flink_app/operator.py).
+    # (flink_app/detection_operator.py).
     env.get_config().set_auto_watermark_interval(0)
     if not bounded:
         env.enable_checkpointing(config.job.checkpoint_interval_s * 1000)
@@ -223,9 +224,7 @@ def detection(environment: Environment, windows: object, config: JobConfig, boun
         sample_size=config.job.rejected_sample_size,
     )
     return (
-        stream.key_by(subject_key, key_type=Types.STRING())
-        .process(function, output_type=ANOMALY_TYPE_INFO)
-        .name("detect")
+        stream.key_by(row_key, key_type=Types.STRING()).process(function, output_type=ANOMALY_TYPE_INFO).name("detect")
     )
 
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from flink_app.detect.model import KINDS, Anomaly, iso_utc
+from pulse_contract import KINDS, Anomaly, iso_utc
 
 SEVERITY_ORDER = {"low": 0, "medium": 1, "high": 2}
 SEVERITY_STYLE = {"low": "yellow", "medium": "dark_orange", "high": "bold red"}
@@ -147,7 +147,7 @@ class BacktestProgress:
         self._progress.update(self._task, completed=self.done, anomalies=self.anomalies)
 
     def callback(self) -> Callable[[int, int], None]:
-        """A ``progress(done, total)`` callable, as :func:`flink_app.detect.replay.replay` takes."""
+        """A ``progress(done, total)`` callable, as :func:`flink_app.detect.backtest.replay` takes."""
 
         def report(done: int, total: int) -> None:
             self._progress.update(self._task, total=total)

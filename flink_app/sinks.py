@@ -5,30 +5,29 @@
   without AWS, JSON-lines part files in a directory. Backtest collects anomalies in the client and
   writes its output file itself (:mod:`flink_app.cli`).
 
-Rejected and late records are counted by the detection operator (:mod:`flink_app.operator`).
+Rejected and late records are counted by the detection operator (:mod:`flink_app.detection_operator`).
 """
 
 from __future__ import annotations
 
-from flink_app.config import ConfigError, JobConfig, SinkKind
-from flink_app.operator import ANOMALY_COLUMNS
-from flink_app.sources import _quote, _region_of
+from flink_app.anomaly_columns import ANOMALY_COLUMNS
+from flink_app.config import ConfigError, JobConfig, SinkKind, region_of_arn
+from flink_app.sql_text import with_clause
+from pulse_contract.anomaly_table import PARTITION_KEY, SORT_KEY
 
 ANOMALY_SINK = "anomaly_sink"
+KEY = (PARTITION_KEY, SORT_KEY)
+KEY_LIST = ", ".join(f"`{name}`" for name in KEY)
 
 
 def _columns(primary_key: bool) -> str:
     lines = [
-        f"`{name}` {sql_type}" + (" NOT NULL" if primary_key and name in ("pk", "sk") else "")
+        f"`{name}` {sql_type}" + (" NOT NULL" if primary_key and name in KEY else "")
         for name, sql_type in ANOMALY_COLUMNS
     ]
     if primary_key:
-        lines.append("PRIMARY KEY (`pk`, `sk`) NOT ENFORCED")
+        lines.append(f"PRIMARY KEY ({KEY_LIST}) NOT ENFORCED")
     return ",\n  ".join(lines)
-
-
-def _with(options: dict[str, str]) -> str:
-    return ",\n  ".join(f"'{key}' = '{_quote(value)}'" for key, value in options.items())
 
 
 def dynamodb_options(config: JobConfig) -> dict[str, str]:
@@ -37,7 +36,7 @@ def dynamodb_options(config: JobConfig) -> dict[str, str]:
     region = (
         sink.region
         or config.source.region
-        or (_region_of(config.source.stream_arn) if config.source.stream_arn else None)
+        or (region_of_arn(config.source.stream_arn) if config.source.stream_arn else None)
     )
     if not region:
         raise ConfigError(
@@ -63,7 +62,7 @@ def anomaly_sink_ddl(config: JobConfig, table: str = ANOMALY_SINK) -> str:
         # record of per BatchWriteItem call (the newest): DynamoDB refuses a batch that names a key twice.
         return (
             f"CREATE TEMPORARY TABLE `{table}` (\n  {_columns(primary_key=True)}\n)"
-            f" PARTITIONED BY (`pk`, `sk`) WITH (\n  {_with(dynamodb_options(config))}\n)"
+            f" PARTITIONED BY ({KEY_LIST}) WITH (\n  {with_clause(dynamodb_options(config))}\n)"
         )
     assert config.sink.path  # required by the config validator for kind=jsonl
     # Row formats commit a part file only once it rolls: roll with every checkpoint's cadence.
@@ -74,4 +73,4 @@ def anomaly_sink_ddl(config: JobConfig, table: str = ANOMALY_SINK) -> str:
         "sink.rolling-policy.rollover-interval": f"{config.job.checkpoint_interval_s} s",
         "sink.rolling-policy.check-interval": "1 s",
     }
-    return f"CREATE TEMPORARY TABLE `{table}` (\n  {_columns(primary_key=False)}\n) WITH (\n  {_with(options)}\n)"
+    return f"CREATE TEMPORARY TABLE `{table}` (\n  {_columns(primary_key=False)}\n) WITH (\n  {with_clause(options)}\n)"

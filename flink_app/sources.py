@@ -1,23 +1,16 @@
 """Where raw request events come from: Flink's Kinesis SQL source, or a file of JSON lines.
 
-Both render a ``CREATE TABLE`` whose columns are :func:`flink_app.events.columns_ddl`: the raw
+Both render a ``CREATE TABLE`` whose columns are :func:`flink_app.event_columns.columns_ddl`: the raw
 record plus the parsed fields and event time with its watermark.
 """
 
 from __future__ import annotations
 
-from flink_app.config import ConfigError, JobConfig, SourceKind
-from flink_app.events import columns_ddl
+from flink_app.config import ConfigError, JobConfig, SourceKind, region_of_arn
+from flink_app.event_columns import columns_ddl
+from flink_app.sql_text import with_clause
 
 RAW_EVENTS = "raw_events"
-
-
-def _with(options: dict[str, str]) -> str:
-    return ",\n  ".join(f"'{key}' = '{_quote(value)}'" for key, value in options.items())
-
-
-def _quote(value: str) -> str:
-    return value.replace("'", "''")
 
 
 def kinesis_options(config: JobConfig) -> dict[str, str]:
@@ -25,7 +18,7 @@ def kinesis_options(config: JobConfig) -> dict[str, str]:
     source = config.source
     if not source.stream_arn:
         raise ConfigError("invalid job configuration: pulse.source: stream.arn is required when kind=kinesis")
-    region = source.region or _region_of(source.stream_arn)
+    region = source.region or region_of_arn(source.stream_arn)
     options = {
         "connector": "kinesis",
         "stream.arn": source.stream_arn,
@@ -38,13 +31,6 @@ def kinesis_options(config: JobConfig) -> dict[str, str]:
     if source.endpoint:
         options["aws.endpoint"] = source.endpoint
     return options
-
-
-def _region_of(arn: str) -> str:
-    parts = arn.split(":")
-    if len(parts) < 6 or not parts[3]:
-        raise ConfigError(f"invalid job configuration: pulse.source: stream.arn {arn!r} is not a Kinesis stream ARN")
-    return parts[3]
 
 
 def filesystem_options(path: str, monitor_interval_s: float | None) -> dict[str, str]:
@@ -64,5 +50,5 @@ def source_ddl(config: JobConfig, table: str = RAW_EVENTS) -> str:
         options = filesystem_options(config.source.path, config.source.monitor_interval_s)
     return (
         f"CREATE TEMPORARY TABLE `{table}` (\n  {columns_ddl(config.windows.watermark_delay_s)}\n)"
-        f" WITH (\n  {_with(options)}\n)"
+        f" WITH (\n  {with_clause(options)}\n)"
     )

@@ -34,11 +34,12 @@ from typing import TYPE_CHECKING
 
 from flink_app.config import JobConfig
 from flink_app.detect.clients import CandidateFloors
-from flink_app.detect.model import UNMATCHED_ROUTE, ClientWindow, RouteWindow
+from flink_app.detect.model import ClientWindow, RouteWindow
 from flink_app.detect.settings import DetectSettings
 from flink_app.detect.windows import MIN_LATENCY_MS
-from flink_app.events import INVALID_EVENT_TIME_MS, RAW_COLUMN, sql_interval
+from flink_app.event_columns import INVALID_EVENT_TIME_MS, RAW_COLUMN, sql_interval
 from flink_app.sources import RAW_EVENTS
+from pulse_contract import UNMATCHED_ROUTE
 
 if TYPE_CHECKING:
     from pyflink.table import StreamTableEnvironment, Table

@@ -14,14 +14,14 @@ import os
 from collections.abc import Mapping
 
 from lambda_api.publishers import Publisher, build_publisher, kinesis_delivery
-from lambda_api.settings import PulseSettings
+from lambda_api.settings import ApiSettings
 
 logger = logging.getLogger("pulse.lambda")
 
 _registered_in_process = False
 
 
-def wants_after_response(settings: PulseSettings, environ: Mapping[str, str] | None = None) -> bool:
+def wants_after_response(settings: ApiSettings, environ: Mapping[str, str] | None = None) -> bool:
     """Whether ``settings`` ask for after-response delivery (the Kinesis publisher, per-request mode)."""
     return (
         settings.publisher == "kinesis"
@@ -43,7 +43,7 @@ def extensions_api_unavailable(environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def lambda_publisher(settings: PulseSettings, environ: Mapping[str, str] | None = None) -> Publisher | None:
+def lambda_publisher(settings: ApiSettings, environ: Mapping[str, str] | None = None) -> Publisher | None:
     """The publisher for a Lambda handler; registers the extension when it delivers after the response.
 
     Must run during init (module import): Lambda refuses registrations once the runtime has asked

@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from functools import lru_cache
 from typing import Any
 
-from lambda_api.events import SCHEMA_VERSION, UNKNOWN_CLIENT, UNMATCHED_ROUTE, RequestEvent
 from lambda_api.publishers import Publisher, build_publisher
-from lambda_api.settings import PulseSettings, load_settings
+from lambda_api.settings import ApiSettings, load_settings
+from pulse_contract.request_event import SCHEMA_VERSION, UNKNOWN_CLIENT, UNMATCHED_ROUTE, RequestEvent
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,7 +42,7 @@ class PulseMiddleware:
     (``PULSE_PUBLISHER=off``: no publisher, and the middleware only passes requests through).
     """
 
-    def __init__(self, app: ASGIApp, settings: PulseSettings | None = None, publisher: Publisher | None = None) -> None:
+    def __init__(self, app: ASGIApp, settings: ApiSettings | None = None, publisher: Publisher | None = None) -> None:
         self.app = app
         self.settings = settings if settings is not None else load_settings()
         self.publisher = publisher if publisher is not None else build_publisher(self.settings)

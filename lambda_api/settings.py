@@ -14,11 +14,13 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pulse_contract import UNMATCHED_ROUTE
+
 ENV_PREFIX = "PULSE_"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class SettingsError(ValueError):
+class ApiSettingsError(ValueError):
     """The configuration is invalid; the message names each offending ``PULSE_*`` variable."""
 
 
@@ -28,7 +30,7 @@ def _comma_list(value: Any) -> Any:
     return value
 
 
-class PulseSettings(BaseSettings):
+class ApiSettings(BaseSettings):
     """Settings of the monitored API; the field ``stream_name`` is read from ``PULSE_STREAM_NAME``, and so on."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
@@ -126,12 +128,12 @@ class PulseSettings(BaseSettings):
     @classmethod
     def _route_templates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for route in value:
-            if not route.startswith("/") and route != "UNMATCHED":
-                raise ValueError(f"{route!r} is not a route template (it must start with '/', or be UNMATCHED)")
+            if not route.startswith("/") and route != UNMATCHED_ROUTE:
+                raise ValueError(f"{route!r} is not a route template (it must start with '/', or be {UNMATCHED_ROUTE})")
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> PulseSettings:
+    def _consistent(self) -> ApiSettings:
         if self.publisher == "kinesis" and not self.stream_name:
             raise ValueError(
                 f"{ENV_PREFIX}STREAM_NAME is required when {ENV_PREFIX}PUBLISHER=kinesis "
@@ -158,14 +160,14 @@ class PulseSettings(BaseSettings):
         return "iam" if environ.get("AWS_LAMBDA_FUNCTION_NAME") else "none"
 
 
-def load_settings(**overrides: Any) -> PulseSettings:
-    """Settings from ``PULSE_*`` variables (keyword overrides win); :class:`SettingsError` names what is wrong."""
+def load_settings(**overrides: Any) -> ApiSettings:
+    """Settings from ``PULSE_*`` variables (keyword overrides win); :class:`ApiSettingsError` names what is wrong."""
     try:
-        return PulseSettings(**overrides)
+        return ApiSettings(**overrides)
     except ValidationError as error:
         problems = []
         for item in error.errors():
             name = f"{ENV_PREFIX}{str(item['loc'][0]).upper()}" if item["loc"] else "settings"
             message = item["msg"].removeprefix("Value error, ")
             problems.append(f"{name}: {message}")
-        raise SettingsError("invalid Pulse settings: " + "; ".join(problems)) from None
+        raise ApiSettingsError("invalid Pulse settings: " + "; ".join(problems)) from None

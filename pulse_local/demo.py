@@ -46,7 +46,7 @@ from typing import Any
 import httpx
 
 from flink_app import metrics as job_metrics
-from flink_app.detect.model import Anomaly
+from pulse_contract import Anomaly
 from pulse_local import demo_profile
 from pulse_local.demo_traffic import SHOP_ROUTES, Driver, as_shop_labels, schedule
 from pulse_local.emulator import Emulator, EmulatorError, connect, create_anomaly_table, create_stream, free_port
@@ -442,7 +442,7 @@ class Outage:
 
     def replay(self) -> None:
         env = {**os.environ, "AWS_ENDPOINT_URL": self.relay.endpoint}
-        command = [sys.executable, "-m", "lambda_api.replay", str(self.fallback), "--stream", self.stream]
+        command = [sys.executable, "-m", "lambda_api.fallback_replay", str(self.fallback), "--stream", self.stream]
         try:
             result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
         except subprocess.TimeoutExpired:
@@ -556,7 +556,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--emulator-port", type=int, default=None, help="port of the embedded emulator (default: free)")
     parser.add_argument("--outage", type=float, default=0, metavar="S",
                         help="make the emulator unreachable for S seconds (5 to 60) during the injections, then "
-                        "replay the fallback log with `python -m lambda_api.replay`")  # fmt: skip
+                        "replay the fallback log with `python -m lambda_api.fallback_replay`")  # fmt: skip
     parser.add_argument("--no-live", action="store_true", help="a line every 10 s instead of the live view")
     args = parser.parse_args(argv)
     if not 2.5 <= args.minutes <= 60:

@@ -22,10 +22,10 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
-from lambda_api.anomalies import AnomalyStore
+from lambda_api.anomaly_reader import AnomalyReader
 from lambda_api.app import create_app
 from lambda_api.publishers import Publisher
-from lambda_api.settings import PulseSettings
+from lambda_api.settings import ApiSettings
 
 DELAY_HEADER = b"x-demo-delay-ms"
 FAIL_HEADER = b"x-demo-fail"
@@ -83,12 +83,12 @@ def _number(raw: bytes, low: float, high: float) -> float:
 
 
 def create_demo_app(
-    settings: PulseSettings | None = None,
+    settings: ApiSettings | None = None,
     publisher: Publisher | None = None,
-    anomaly_store: AnomalyStore | None = None,
+    anomaly_reader: AnomalyReader | None = None,
 ) -> FastAPI:
     """The example API with :class:`DependencyFaults` innermost (Pulse's middleware sees what it does)."""
-    app = create_app(settings, publisher, anomaly_store)
+    app = create_app(settings, publisher, anomaly_reader)
     # add_middleware() would put it outermost, where Pulse could not see the delay or the failure.
     app.user_middleware.append(Middleware(DependencyFaults))  # type: ignore[arg-type]
     return app

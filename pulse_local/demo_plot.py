@@ -14,7 +14,7 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt
 import numpy as np
 
-from flink_app.detect.model import Anomaly
+from pulse_contract import Anomaly
 from pulse_local.traffic import Injection
 
 BIN_S = 2.0

@@ -25,8 +25,8 @@ from typing import Any
 
 import httpx
 
-from flink_app.detect.model import CLIENT_KINDS, UNMATCHED_ROUTE
 from lambda_api.shop import USERNAMES
+from pulse_contract import CLIENT_KINDS, UNMATCHED_ROUTE
 from pulse_local.demo_app import DELAY_HEADER, FAIL_HEADER
 from pulse_local.traffic import MAGNITUDES, Injection, RouteProfile, TrafficGenerator
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import boto3
 
+from pulse_contract import anomaly_table as keys
+
 DEFAULT_REGION = "us-east-1"
 # Emulators accept any credentials; real ones must never leak into a local run.
 EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -196,36 +198,30 @@ def create_stream(emulator: Emulator, name: str, shards: int = 1, timeout_s: flo
         time.sleep(0.1)
 
 
-# The anomaly table's key schema; the CDK construct declares the same.
-ANOMALY_TABLE_KEYS = {"partition": "pk", "sort": "sk", "ttl": "ttl"}
-ANOMALY_TIME_INDEX = {"name": "by_day", "partition": "day", "sort": "sk"}
-
-
 def create_anomaly_table(emulator: Emulator, name: str, timeout_s: float = 30.0) -> None:
-    """Create the anomaly table of DESIGN.md (pk/sk, the by_day index) and wait until ACTIVE."""
+    """Create the anomaly table with :mod:`pulse_contract.anomaly_table`'s keys and index; wait until ACTIVE."""
     dynamodb = emulator.client("dynamodb")
     dynamodb.create_table(
         TableName=name,
         BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-            {"AttributeName": "day", "AttributeType": "S"},
-        ],
+        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"} for key in keys.KEY_ATTRIBUTES],
         KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
+            {"AttributeName": keys.PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": keys.SORT_KEY, "KeyType": "RANGE"},
         ],
         GlobalSecondaryIndexes=[
             {
-                "IndexName": ANOMALY_TIME_INDEX["name"],
+                "IndexName": keys.TIME_INDEX,
                 "KeySchema": [
-                    {"AttributeName": "day", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                    {"AttributeName": keys.TIME_INDEX_PARTITION_KEY, "KeyType": "HASH"},
+                    {"AttributeName": keys.TIME_INDEX_SORT_KEY, "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
             }
         ],
+    )
+    dynamodb.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": keys.TTL_ATTRIBUTE}
     )
     deadline = time.monotonic() + timeout_s
     while dynamodb.describe_table(TableName=name)["Table"]["TableStatus"] != "ACTIVE":

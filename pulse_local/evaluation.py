@@ -23,7 +23,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from flink_app.detect.model import CLIENT_KINDS, Anomaly
+from pulse_contract import CLIENT_KINDS, Anomaly
 from pulse_local.traffic import Injection
 
 RELATED_KINDS: dict[str, frozenset[str]] = {"drop": frozenset({"silence"}), "silence": frozenset({"drop"})}

@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-UNMATCHED = "UNMATCHED"
-
 
 @dataclass(frozen=True)
 class Spike:

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from flink_app.detect.model import CLIENT_KINDS, KINDS, UNMATCHED_ROUTE
+from pulse_contract import CLIENT_KINDS, KINDS, UNMATCHED_ROUTE
 
 SCHEMA_VERSION = 1
 SLOW_OUTLIER_P = 0.002  # share of requests that take seconds (cold starts, slow downstreams)

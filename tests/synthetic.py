@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flink_app.detect.backtest import replay_windows
 from flink_app.detect.engine import DetectionEngine
-from flink_app.detect.model import Anomaly, ClientWindow, RouteWindow
-from flink_app.detect.replay import replay
+from flink_app.detect.model import ClientWindow, RouteWindow
+from pulse_contract import Anomaly
 
 SLIDE_MS = 10_000
 SIZE_MS = 60_000
@@ -88,7 +89,7 @@ def poisson_slides(
 
 def run_routes(detector: DetectionEngine, windows: Sequence[RouteWindow], fire_timers: bool = True) -> list[Anomaly]:
     """Every record ``detector`` writes for ``windows``, timers fired in event time as the job does."""
-    return replay(detector, windows, [], fire_timers=fire_timers).anomalies
+    return replay_windows(detector, windows, [], fire_timers=fire_timers).anomalies
 
 
 def clients_window(counts: Mapping[str, int], end_ms: int, **fields: Mapping[str, int]) -> list[ClientWindow]:
@@ -127,7 +128,7 @@ def run_clients(
     detector: DetectionEngine, minutes: Sequence[list[ClientWindow]], fire_timers: bool = True
 ) -> list[Anomaly]:
     windows = sorted((w for minute in minutes for w in minute), key=lambda w: (w.window_end, w.client_ip))
-    return replay(detector, [], windows, fire_timers=fire_timers).anomalies
+    return replay_windows(detector, [], windows, fire_timers=fire_timers).anomalies
 
 
 def opened(anomalies: Iterable[Anomaly], kind: str | None = None) -> list[Anomaly]:

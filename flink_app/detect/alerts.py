@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flink_app.detect.model import Severity
 from flink_app.detect.settings import DetectSettings
+from pulse_contract import Severity
 
 SEVERITIES = (Severity.LOW.value, Severity.MEDIUM.value, Severity.HIGH.value)
 

@@ -27,9 +27,10 @@ from collections.abc import Callable
 
 from flink_app.detect.alerts import Transition
 from flink_app.detect.clients import ClientDetector, ClientState
-from flink_app.detect.model import Anomaly, ClientWindow, RouteWindow
+from flink_app.detect.model import ClientWindow, RouteWindow
 from flink_app.detect.routes import RouteDetector, RouteState
 from flink_app.detect.settings import DetectSettings
+from pulse_contract import Anomaly
 
 __all__ = ["ClientState", "DetectionEngine", "RouteState"]
 

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 from flink_app.detect.alerts import Alerts, Finding, Transition, excess_score
 from flink_app.detect.baseline import Dispersion, EwmaBaseline, LearningPause, RateBaseline, SeasonalProfile
-from flink_app.detect.model import UNMATCHED_ROUTE, RouteWindow
+from flink_app.detect.model import RouteWindow
 from flink_app.detect.settings import DetectSettings
 from flink_app.detect.tails import binomial_upper, count_lower, count_upper, significant
+from pulse_contract import UNMATCHED_ROUTE
 
 # The floor under the log of a latency (as in the SQL stage's LN(GREATEST(latency_ms, 0.001))).
 MIN_LATENCY_MS = 0.001

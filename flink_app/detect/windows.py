@@ -28,7 +28,7 @@ Client windows: ``TUMBLE(..., INTERVAL size)`` grouped by ``client_ip``:
 
 The job sends only the client windows that can matter to the detectors
 (:class:`flink_app.detect.clients.CandidateFloors`), with the population of *every* client; the
-pure-Python backtest (:mod:`flink_app.detect.replay`) drops the others the same way.
+pure-Python backtest (:mod:`flink_app.detect.backtest`) drops the others the same way.
 
 A window with no request for a key produces no row for that key. Rows come out ordered by
 ``window_end`` and then key, the order in which an event-time job emits them (per key, increasing).
@@ -44,7 +44,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flink_app.detect.model import UNMATCHED_ROUTE, ClientWindow, RouteWindow
+from flink_app.detect.model import ClientWindow, RouteWindow
+from pulse_contract import UNMATCHED_ROUTE
 
 MIN_LATENCY_MS = 0.001  # the floor under LN(): a zero latency must not be -infinity
 

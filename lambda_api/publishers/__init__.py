@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from lambda_api.events import RequestEvent
-from lambda_api.settings import PulseSettings
+from lambda_api.settings import ApiSettings
+from pulse_contract.request_event import RequestEvent
 
 if TYPE_CHECKING:
     from lambda_api.publishers.delivery import KinesisDelivery
@@ -24,7 +24,7 @@ class Publisher(Protocol):
         """Flush, then release resources; later events go to the fallback log."""
 
 
-def build_publisher(settings: PulseSettings) -> Publisher | None:
+def build_publisher(settings: ApiSettings) -> Publisher | None:
     """The publisher ``settings`` select; None for ``off`` (the middleware then records nothing)."""
     if settings.publisher == "off":
         return None
@@ -48,13 +48,13 @@ def build_publisher(settings: PulseSettings) -> Publisher | None:
     )
 
 
-def kinesis_delivery(settings: PulseSettings) -> tuple[KinesisDelivery, FallbackLog]:
+def kinesis_delivery(settings: ApiSettings) -> tuple[KinesisDelivery, FallbackLog]:
     """The Kinesis delivery (one client with the settings' timeouts) and fallback log a publisher uses."""
     from lambda_api.publishers.delivery import CircuitBreaker, KinesisDelivery, kinesis_client
     from lambda_api.publishers.fallback import FallbackLog
 
     if settings.stream_name is None:
-        raise ValueError("the kinesis publisher needs a stream name")  # PulseSettings validates this
+        raise ValueError("the kinesis publisher needs a stream name")  # ApiSettings validates this
     delivery = KinesisDelivery(
         settings.stream_name,
         kinesis_client(settings.connect_timeout_s, settings.read_timeout_s),

@@ -22,10 +22,10 @@ import time
 from collections import deque
 from itertools import islice
 
-from lambda_api.events import RequestEvent
 from lambda_api.publishers.delivery import MAX_BATCH_RECORDS, KinesisDelivery, KinesisRecord, Undelivered
 from lambda_api.publishers.fallback import FallbackLog
 from lambda_api.publishers.kinesis import to_record
+from pulse_contract.request_event import RequestEvent
 
 logger = logging.getLogger("pulse.publisher")
 

@@ -8,7 +8,7 @@ A line looks like::
 Replay trusts a line only when the fallback object is the whole line, or the rest of the line after
 a prefix of tab-separated fields without quotes or braces (the Lambda runtime's level, timestamp
 and request id): a marker inside another line (a query string in an access log) is not a fallback
-line. Each event is then validated (:func:`lambda_api.events.check_replayable`) before replay.
+line. Each event is then validated (:func:`pulse_contract.request_event.check_replayable`) before replay.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from lambda_api.events import encode_json
 from lambda_api.publishers.delivery import KinesisRecord, Undelivered
+from pulse_contract.request_event import encode_json
 
 MARKER = '{"pulse_fallback"'
 # The key of the one JSON line written when fallback lines themselves cannot be written (its value:

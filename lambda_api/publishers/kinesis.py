@@ -13,9 +13,9 @@ import time
 import weakref
 from collections import deque
 
-from lambda_api.events import RequestEvent
 from lambda_api.publishers.delivery import MAX_BATCH_RECORDS, KinesisDelivery, KinesisRecord, Undelivered
 from lambda_api.publishers.fallback import FallbackLog
+from pulse_contract.request_event import RequestEvent
 
 logger = logging.getLogger("pulse.publisher")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lambda_api.events import RequestEvent
 from lambda_api.publishers.fallback import LineSink
+from pulse_contract.request_event import RequestEvent
 
 
 class LogPublisher:

@@ -11,7 +11,7 @@ import pytest
 
 from cdk.detector import job_property_groups
 from cdk.flink_artifact import RUN_OPTIONS, FlinkArtifactError, check_flink_zip, resolve_flink_zip
-from cdk.settings import PulseSettings
+from cdk.settings import DeploySettings
 from flink_app.config import ConfigError, JobConfig, SourceKind
 from tests.cdk.synthesis import stand_in_flink_zip
 
@@ -94,12 +94,12 @@ def test_a_file_that_is_not_a_zip_is_refused(tmp_path: Path) -> None:
 # --- the job's property groups -------------------------------------------------------------------
 
 
-def groups_for(settings: PulseSettings) -> list[dict[str, Any]]:
+def groups_for(settings: DeploySettings) -> list[dict[str, Any]]:
     return job_property_groups(settings, STREAM_TOKEN, TABLE_TOKEN, REGION_TOKEN)
 
 
 def test_property_groups_carry_stream_table_and_region_tokens() -> None:
-    groups = groups_for(PulseSettings())
+    groups = groups_for(DeploySettings())
     config = JobConfig.from_property_groups(groups)
     assert config.source.kind is SourceKind.KINESIS
     assert (config.source.stream_arn, config.source.region) == (STREAM_TOKEN, REGION_TOKEN)
@@ -109,7 +109,7 @@ def test_property_groups_carry_stream_table_and_region_tokens() -> None:
 
 
 def test_job_properties_from_context_are_validated_and_kept() -> None:
-    settings = PulseSettings.model_validate(
+    settings = DeploySettings.model_validate(
         {"jobProperties": {"pulse.detect": {"spike.ratio": "4.5"}, "pulse.source": {"init.position": "TRIM_HORIZON"}}}
     )
     config = JobConfig.from_property_groups(groups_for(settings))
@@ -120,7 +120,7 @@ def test_job_properties_from_context_are_validated_and_kept() -> None:
 
 def test_the_stack_owns_where_the_job_reads_and_writes() -> None:
     # Given context that tries to point the job at a local file and an emulator
-    settings = PulseSettings.model_validate(
+    settings = DeploySettings.model_validate(
         {
             "jobProperties": {
                 "pulse.source": {"kind": "filesystem", "path": "/tmp/x", "aws.endpoint": "http://127.0.0.1:5000"},
@@ -138,13 +138,13 @@ def test_the_stack_owns_where_the_job_reads_and_writes() -> None:
 
 
 def test_an_unknown_job_property_fails_naming_it() -> None:
-    settings = PulseSettings.model_validate({"jobProperties": {"pulse.detect": {"spike.zz": "4"}}})
+    settings = DeploySettings.model_validate({"jobProperties": {"pulse.detect": {"spike.zz": "4"}}})
     with pytest.raises(ConfigError, match=r"pulse.detect: unknown key 'spike.zz'"):
         groups_for(settings)
 
 
 def test_checkpoint_interval_is_the_one_managed_flink_uses() -> None:
-    settings = PulseSettings.model_validate({"flinkCheckpointIntervalS": 30})
+    settings = DeploySettings.model_validate({"flinkCheckpointIntervalS": 30})
     config = JobConfig.from_property_groups(groups_for(settings))
     assert config.job.checkpoint_interval_s == 30
     assert config.job.parallelism is None  # Managed Flink's parallelism and autoscaling decide

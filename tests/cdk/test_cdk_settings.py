@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from cdk.settings import PulseSettings, SettingsError
+from cdk.settings import DeploySettings, DeploySettingsError
 from cdk.synth import standalone_context
 
 
-def settings_from(context: dict[str, object]) -> PulseSettings:
-    return PulseSettings.from_context(context.get)
+def settings_from(context: dict[str, object]) -> DeploySettings:
+    return DeploySettings.from_context(context.get)
 
 
 def test_defaults_deploy_a_small_dev_system() -> None:
@@ -65,7 +65,7 @@ def test_command_line_strings_become_typed_values() -> None:
     ],
 )
 def test_an_invalid_value_fails_naming_its_context_key(context: dict[str, object], key: str) -> None:
-    with pytest.raises(SettingsError, match=rf"context {key}\b"):
+    with pytest.raises(DeploySettingsError, match=rf"context {key}\b"):
         settings_from(context)
 
 
@@ -74,29 +74,29 @@ def test_none_is_a_value_of_monitoring_auth_not_an_unset_marker() -> None:
 
 
 def test_a_mistyped_context_key_is_refused_naming_it() -> None:
-    with pytest.raises(SettingsError, match=r"unknown context key\(s\) alarmEmial;"):
-        PulseSettings.check_unknown(["stage", "alarmEmial", "@aws-cdk/core:newStyleStackSynthesis"])
+    with pytest.raises(DeploySettingsError, match=r"unknown context key\(s\) alarmEmial;"):
+        DeploySettings.check_unknown(["stage", "alarmEmial", "@aws-cdk/core:newStyleStackSynthesis"])
 
 
 def test_toolkit_context_keys_are_not_settings_but_allowed() -> None:
-    PulseSettings.check_unknown(
+    DeploySettings.check_unknown(
         [
             "@aws-cdk/aws-lambda:recognizeVersionProps",
             "aws:cdk:enable-path-metadata",
             "cli-telemetry",
             "availability-zones:account=123456789012:region=us-east-1",
-            *PulseSettings.context_keys(),
+            *DeploySettings.context_keys(),
         ]
     )
 
 
 def test_provisioned_concurrency_cannot_exceed_reserved() -> None:
-    with pytest.raises(SettingsError, match="lambdaProvisionedConcurrency cannot exceed"):
+    with pytest.raises(DeploySettingsError, match="lambdaProvisionedConcurrency cannot exceed"):
         settings_from({"lambdaReservedConcurrency": "2", "lambdaProvisionedConcurrency": "3"})
 
 
 def test_job_properties_must_be_json() -> None:
-    with pytest.raises(SettingsError, match="context jobProperties: not valid JSON"):
+    with pytest.raises(DeploySettingsError, match="context jobProperties: not valid JSON"):
         settings_from({"jobProperties": "{pulse.detect: 1"})
 
 
@@ -116,5 +116,5 @@ def test_under_the_cli_the_app_takes_its_context_from_the_cli(tmp_path: Path) ->
 
 @pytest.mark.parametrize("argv", [["stage=b"], ["-c"], ["-c", "stage"]])
 def test_malformed_app_arguments_are_refused(argv: list[str], tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match=r"usage: python app\.py"):
+    with pytest.raises(DeploySettingsError, match=r"usage: python app\.py"):
         standalone_context(argv, environ={}, root=tmp_path)

@@ -18,9 +18,9 @@ import pytest
 from flink_app import job
 from flink_app.cli import BacktestResult, run_backtest
 from flink_app.config import JobConfig
-from flink_app.detect.model import Anomaly
-from flink_app.detect.replay import backtest
+from flink_app.detect.backtest import backtest
 from flink_app.metrics import METRIC_GROUP
+from pulse_contract import Anomaly
 from pulse_local.emulator import free_port
 from pulse_local.traffic import Injection, TrafficGenerator, TrafficSpec
 
@@ -165,7 +165,7 @@ class LabelledInput:
     events: list[dict[str, Any]]  # the valid ones
     labels: list[Injection]
     config: JobConfig
-    expected: list[Anomaly]  # the pure-Python backtest (flink_app/detect/replay.py) of ``events``
+    expected: list[Anomaly]  # the pure-Python backtest (flink_app/detect/backtest.py) of ``events``
     last_watermark: int  # the last regular watermark: newest event time - delay - 1 ms
 
     def write(self, path: Path, lines: Iterable[str] | None = None) -> Path:

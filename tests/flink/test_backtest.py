@@ -1,5 +1,5 @@
 """Backtest on the local mini-cluster: labelled traffic through the whole job gives exactly the records
-of the pure-Python backtest (flink_app/detect/replay.py), and the SQL stages compute exactly the
+of the pure-Python backtest (flink_app/detect/backtest.py), and the SQL stages compute exactly the
 reference windows (flink_app/detect/windows.py)."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import pytest
 from flink_app import job, sources, stages
 from flink_app.cli import backtest_config, run_backtest
 from flink_app.config import WindowConfig
+from flink_app.detect.backtest import backtest
 from flink_app.detect.clients import CandidateFloors
-from flink_app.detect.model import KINDS, Anomaly, ClientWindow, RouteWindow
-from flink_app.detect.replay import backtest
+from flink_app.detect.model import ClientWindow, RouteWindow
 from flink_app.detect.windows import WindowGeometry, aggregate
-from flink_app.operator import window_from_values
+from flink_app.detection_operator import window_from_values
+from pulse_contract import KINDS, Anomaly
 from pulse_local.evaluation import evaluate
 from pulse_local.traffic import write_jsonl
 from tests.flink.conftest import FlinkBacktest, LabelledInput, comparable, small_config

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from flink_app.detect.model import KINDS, Anomaly
+from pulse_contract import KINDS, Anomaly
 from pulse_local.processes import without_pyflink_runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink, pytest.mark.slow]
@@ -68,7 +68,7 @@ def test_every_injected_anomaly_comes_back_through_the_api(connector_jar: Path, 
 def test_an_emulator_outage_loses_nothing_and_every_anomaly_still_appears(connector_jar: Path, tmp_path: Path) -> None:
     # when the emulator is unreachable from the API for 20 s in the middle of the injections (the API
     # reaches it through a relay that goes down), and the demo then replays the fallback log with
-    # `python -m lambda_api.replay`
+    # `python -m lambda_api.fallback_replay`
     result = run_demo(tmp_path, "--seed", "5", "--outage", "20")
 
     # then the API answered every request, and what it could not deliver went to the fallback log

@@ -43,7 +43,7 @@ def fallback_lines(path: Path) -> list[dict[str, Any]]:
 
 def replay_cli(emulator: Emulator, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lambda_api.replay", *args],
+        [sys.executable, "-m", "lambda_api.fallback_replay", *args],
         env={**os.environ, **emulator.env},
         cwd=ROOT,
         capture_output=True,

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lambda_api.events import RequestEvent
+from pulse_contract.request_event import RequestEvent
 from pulse_local.apigw import http_api_event, lambda_context
 from pulse_local.emulator import Emulator
 from tests.streams import read_events

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from lambda_api import lambda_delivery
-from lambda_api.events import RequestEvent
 from lambda_api.extension import cancel_response_watch, watch_response_post
 from lambda_api.lambda_delivery import extensions_api_unavailable, lambda_publisher
 from lambda_api.publishers.after_response import AfterResponsePublisher
@@ -23,6 +22,7 @@ from lambda_api.publishers.delivery import KinesisDelivery, kinesis_client
 from lambda_api.publishers.fallback import FallbackLog
 from lambda_api.publishers.kinesis import RequestKinesisPublisher
 from lambda_api.settings import load_settings
+from pulse_contract.request_event import RequestEvent
 from pulse_local.emulator import Emulator
 from pulse_local.lambda_runtime import LocalLambdaRuntime
 from tests.streams import read_events

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from flink_app.detect import model
-from lambda_api import anomalies
+from lambda_api import anomaly_reader
 from lambda_api.app import create_app
 from lambda_api.settings import load_settings
+from pulse_contract import Anomaly
 from pulse_local.emulator import Emulator, create_anomaly_table
 
 DAY = datetime(2025, 3, 10, tzinfo=UTC)
@@ -24,9 +24,9 @@ def ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def anomaly(subject_type: str, subject: str, kind: str, window_end: datetime) -> model.Anomaly:
+def anomaly(subject_type: str, subject: str, kind: str, window_end: datetime) -> Anomaly:
     end = ms(window_end)
-    return model.Anomaly(
+    return Anomaly(
         kind=kind, subject_type=subject_type, subject=subject, window_start=end - 60_000, window_end=end,
         observed=120.0, expected=20.5, score=7.25, severity="high", detected_at=end + 3_000,
         ttl=end // 1000 + 30 * 86_400,
@@ -186,7 +186,7 @@ def test_a_cursor_only_continues_its_own_query(api: TestClient) -> None:
     assert other.json()["detail"][0]["loc"] == ["query", "cursor"]
 
 
-@pytest.mark.parametrize("cursor", ["not-base64!!", "e30", anomalies.Cursor("x", None, None).encode()])
+@pytest.mark.parametrize("cursor", ["not-base64!!", "e30", anomaly_reader.Cursor("x", None, None).encode()])
 def test_a_malformed_or_forged_cursor_is_rejected(api: TestClient, cursor: str) -> None:
     response = api.get("/monitoring/anomalies", params={"until": UNTIL, "cursor": cursor})
     assert response.status_code == 422
@@ -194,10 +194,10 @@ def test_a_malformed_or_forged_cursor_is_rejected(api: TestClient, cursor: str) 
 
 def test_a_cursor_cannot_point_into_another_subjects_partition(api: TestClient) -> None:
     # given a cursor with the right fingerprint but a start key in another subject's partition
-    query = anomalies.AnomalyQuery(
+    query = anomaly_reader.AnomalyQuery(
         since_ms=ms(DAY - timedelta(days=6)), until_ms=ms(DAY + timedelta(days=1)), subject_type="route", subject=ITEMS
     )
-    forged = anomalies.Cursor(query.fingerprint(), None, {"pk": f"client#{CLIENT}", "sk": "z"}).encode()
+    forged = anomaly_reader.Cursor(query.fingerprint(), None, {"pk": f"client#{CLIENT}", "sk": "z"}).encode()
     params = {"subject_type": "route", "subject": ITEMS, "until": UNTIL, "cursor": forged}
     assert api.get("/monitoring/anomalies", params=params).status_code == 422
 
@@ -275,9 +275,9 @@ def test_extreme_times_are_clamped_without_changing_the_answer(api: TestClient) 
 
 def test_a_forged_cursor_with_an_oversized_key_is_422(api: TestClient) -> None:
     since, until = DAY - timedelta(days=6), DAY + timedelta(days=1)
-    query = anomalies.AnomalyQuery(since_ms=ms(since), until_ms=ms(until))
+    query = anomaly_reader.AnomalyQuery(since_ms=ms(since), until_ms=ms(until))
     day = query.day(0)
-    forged = anomalies.Cursor(query.fingerprint(), day, {"pk": "x" * 3000, "sk": "z", "day": day}).encode()
+    forged = anomaly_reader.Cursor(query.fingerprint(), day, {"pk": "x" * 3000, "sk": "z", "day": day}).encode()
     params = {"since": since.isoformat(), "until": until.isoformat(), "cursor": forged}
     response = api.get("/monitoring/anomalies", params=params)
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "cursor"]
@@ -292,8 +292,8 @@ class RefusingClient:
 
 
 def test_dynamodb_validation_errors_are_422_not_503() -> None:
-    store = anomalies.AnomalyStore("t", RefusingClient())
-    api = TestClient(create_app(load_settings(publisher="off"), anomaly_store=store))
+    store = anomaly_reader.AnomalyReader("t", RefusingClient())
+    api = TestClient(create_app(load_settings(publisher="off"), anomaly_reader=store))
     response = api.get("/monitoring/anomalies", params={"subject": ITEMS})
     assert response.status_code == 422
     assert "Key too long" in response.json()["detail"][0]["msg"]
@@ -315,27 +315,17 @@ class CountingClient:
 def test_the_items_read_per_request_are_capped(emulator: Emulator, table: str) -> None:
     # given a store that may evaluate 3 items per request, and a filter that matches few of many
     counting = CountingClient(emulator.client("dynamodb"))
-    store = anomalies.AnomalyStore(table, counting, max_items_read=3)
+    store = anomaly_reader.AnomalyReader(table, counting, max_items_read=3)
     since, until = ms(DAY - timedelta(days=6)), ms(DAY + timedelta(days=1))
-    filtered = anomalies.AnomalyQuery(since_ms=since, until_ms=until, kind="ip_auth_failures")
+    filtered = anomaly_reader.AnomalyQuery(since_ms=since, until_ms=until, kind="ip_auth_failures")
     # when one page is asked for, then it read at most 3 items and ends with a cursor
     page = store.page(filtered)
     assert sum(counting.scanned) <= 3 and page.next_cursor is not None
     # and following the cursors still finds the match
-    assert [r["kind"] for r in anomalies.iter_all(store, filtered)] == ["ip_auth_failures"]
+    assert [r["kind"] for r in anomaly_reader.iter_all(store, filtered)] == ["ip_auth_failures"]
 
 
 def test_a_missing_table_is_503(emulator: Emulator) -> None:
     api = TestClient(create_app(load_settings(publisher="off", anomaly_table="no-such-table")))
     response = api.get("/monitoring/anomalies")
     assert response.status_code == 503
-
-
-def test_lambda_api_mirrors_the_detection_models_kinds_and_keys() -> None:
-    # the endpoint validates kinds and builds keys without importing the Flink job: keep them equal
-    assert anomalies.KINDS == model.KINDS
-    assert anomalies.ROUTE_KINDS == model.ROUTE_KINDS and anomalies.CLIENT_KINDS == model.CLIENT_KINDS
-    assert anomalies.PHASES == model.PHASES
-    for moment in (0, 1, 999, 1_741_564_800_000, 1_741_564_800_999):
-        assert anomalies.iso_utc(moment) == model.iso_utc(moment)
-    assert set(anomalies.RECORD_FIELDS) | {"day"} == set(SEEDED[0].to_record())

@@ -9,9 +9,9 @@ import math
 
 import pytest
 
+from flink_app.detect.backtest import replay_windows
 from flink_app.detect.clients import CandidateFloors, ClientState, others
 from flink_app.detect.model import ClientWindow
-from flink_app.detect.replay import replay
 from tests.synthetic import SIZE_MS, T0, clients_window, engine, opened, population, run_clients
 
 ATTACKER = "203.0.113.66"
@@ -135,7 +135,7 @@ def test_a_client_learns_its_own_level_from_its_candidate_windows_only() -> None
     # given a client that alternates 150 (a candidate) and 20 (not) requests a minute
     traffic = minutes(12, at={m: {ATTACKER: {"count": 150 if m % 2 else 20}} for m in range(12)})
     detector = engine()
-    result = replay(
+    result = replay_windows(
         detector, [], sorted((w for minute in traffic for w in minute), key=lambda w: (w.window_end, w.client_ip))
     )
     # then its own level is that of its candidate minutes (the 20s, never seen, do not pull it down)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flink_app.detect.model import KINDS, Anomaly
+from pulse_contract import KINDS, Anomaly
 from tests.synthetic import Slide, engine, route_windows, run_routes
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,7 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from flink_app.detect.model import ROUTE_KINDS, UNMATCHED_ROUTE, RouteWindow
+from flink_app.detect.model import RouteWindow
+from pulse_contract import ROUTE_KINDS, UNMATCHED_ROUTE
 from tests.synthetic import (
     SLIDE_MS,
     T0,

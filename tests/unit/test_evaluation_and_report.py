@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
-from flink_app.detect.model import Anomaly
 from flink_app.report import BacktestProgress, print_summary, summarize
+from pulse_contract import Anomaly
 from pulse_local.evaluation import evaluate, incidents
 from pulse_local.traffic import Injection
 

@@ -11,15 +11,16 @@ from pyflink.datastream.state import StateTtlConfig
 from flink_app import sinks, sources, stages
 from flink_app.config import ConfigError, JobConfig
 from flink_app.detect.clients import CandidateFloors
-from flink_app.detect.model import Anomaly, ClientWindow, RouteWindow
-from flink_app.events import sql_interval
-from flink_app.operator import (
+from flink_app.detect.model import ClientWindow, RouteWindow
+from flink_app.detection_operator import (
     ANOMALY_COLUMNS,
     SubjectDetection,
     anomaly_values,
     client_state_ttl,
     window_from_values,
 )
+from flink_app.event_columns import sql_interval
+from pulse_contract import Anomaly
 
 ARN = "arn:aws:kinesis:eu-west-1:123456789012:stream/pulse-events"
 

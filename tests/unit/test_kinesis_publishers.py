@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from lambda_api.events import RequestEvent
 from lambda_api.publishers.delivery import KinesisDelivery, KinesisRecord, Undelivered, kinesis_client
 from lambda_api.publishers.fallback import LOST_KEY, FallbackLog, read_fallback_lines
 from lambda_api.publishers.kinesis import BufferedKinesisPublisher, RequestKinesisPublisher
+from pulse_contract.request_event import RequestEvent
 from pulse_local.emulator import Emulator
 from tests.streams import read_events, read_records, wait_for_events
 

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
-from lambda_api.events import FIELD_NAMES, UNKNOWN_CLIENT, UNMATCHED_ROUTE, RequestEvent
 from lambda_api.middleware import PulseMiddleware
-from lambda_api.settings import PulseSettings, load_settings
+from lambda_api.settings import ApiSettings, load_settings
+from pulse_contract.request_event import FIELD_NAMES, UNKNOWN_CLIENT, UNMATCHED_ROUTE, RequestEvent
 
 
 class CapturingPublisher:
@@ -406,7 +406,7 @@ def test_any_path_user_agent_and_client_make_a_bounded_valid_event(
 # Client address behind proxies
 
 
-def forwarded_event(peer: str, forwarded: list[bytes], config: PulseSettings) -> RequestEvent:
+def forwarded_event(peer: str, forwarded: list[bytes], config: ApiSettings) -> RequestEvent:
     publisher = CapturingPublisher()
     middleware = PulseMiddleware(plain_asgi_app, settings=config, publisher=publisher)
     headers = [(b"x-forwarded-for", value) for value in forwarded]

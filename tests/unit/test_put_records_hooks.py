@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from lambda_api.events import RequestEvent
 from lambda_api.publishers.delivery import KinesisDelivery, PutRecordsClient, kinesis_client
 from lambda_api.publishers.fallback import FallbackLog
 from lambda_api.publishers.kinesis import RequestKinesisPublisher
+from pulse_contract.request_event import RequestEvent
 
 
 def make_event(n: int) -> RequestEvent:

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from lambda_api.app import create_app
-from lambda_api.settings import SettingsError, load_settings
+from lambda_api.settings import ApiSettingsError, load_settings
 
 
 def test_lists_and_networks_come_from_comma_separated_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,14 +37,14 @@ def test_lists_and_networks_come_from_comma_separated_variables(monkeypatch: pyt
 def test_a_bad_value_fails_naming_its_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
     monkeypatch.setenv("PULSE_PUBLISHER", "off")
     monkeypatch.setenv(variable, value)
-    with pytest.raises(SettingsError, match=variable):
+    with pytest.raises(ApiSettingsError, match=variable):
         load_settings()
 
 
 def test_kinesis_publisher_requires_a_stream(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PULSE_STREAM_NAME", raising=False)
     monkeypatch.setenv("PULSE_PUBLISHER", "kinesis")
-    with pytest.raises(SettingsError, match="PULSE_STREAM_NAME is required"):
+    with pytest.raises(ApiSettingsError, match="PULSE_STREAM_NAME is required"):
         load_settings()
 
 
@@ -52,7 +52,7 @@ def test_the_app_validates_settings_at_start_up(monkeypatch: pytest.MonkeyPatch)
     # given a bad variable, when the app is created (not when a request comes), then it fails
     monkeypatch.setenv("PULSE_PUBLISHER", "off")
     monkeypatch.setenv("PULSE_REQUEST_BUDGET_S", "forever")
-    with pytest.raises(SettingsError, match="PULSE_REQUEST_BUDGET_S"):
+    with pytest.raises(ApiSettingsError, match="PULSE_REQUEST_BUDGET_S"):
         create_app()
 
 

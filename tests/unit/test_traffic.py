@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from flink_app.detect.model import KINDS, UNMATCHED_ROUTE
+from pulse_contract import KINDS, UNMATCHED_ROUTE
 from pulse_local.traffic import ROUTES, Injection, TrafficGenerator, TrafficSpec, labelled_traffic
 
 FIELDS = {

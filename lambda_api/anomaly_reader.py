@@ -1,9 +1,9 @@
-"""Reading the anomaly table (DESIGN.md record): by subject, or newest first across subjects, one page at a time.
+"""Reading the anomaly table: by subject, or newest first across subjects, one page at a time.
 
-The table's key is ``pk`` = ``<subject_type>#<subject>`` and ``sk`` = ``<window_end ISO>#<kind>``;
-its ``by_day`` index has ``day`` (window_end's UTC date) as partition and ``sk`` as sort key.
-A subject's anomalies are one query on the table; anomalies across subjects are queries on the
-index, one day at a time from the newest, which bounds the work by the number of days asked for.
+The table's keys are :mod:`pulse_contract.anomaly_table`'s (``pk`` = subject, ``sk`` = window end
+and kind; the ``by_day`` index by window end's date). A subject's anomalies are one query on the
+table; anomalies across subjects are queries on the index, one day at a time from the newest,
+which bounds the work by the number of days asked for.
 """
 
 from __future__ import annotations
@@ -17,42 +17,22 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-# Mirrors flink_app.detect.model (a test keeps them equal); lambda_api imports nothing of the Flink job.
-ROUTE_KINDS = ("spike", "drop", "silence", "error_surge", "latency_surge")
-CLIENT_KINDS = ("ip_burst", "ip_scan", "ip_auth_failures")
-KINDS = ROUTE_KINDS + CLIENT_KINDS
-SUBJECT_TYPES = ("route", "client")
-TIME_INDEX = "by_day"
-RECORD_FIELDS = (
-    "pk",
-    "sk",
-    "kind",
-    "subject_type",
-    "subject",
-    "window_start",
-    "window_end",
-    "observed",
-    "expected",
-    "score",
-    "severity",
-    "detected_at",
-    "ttl",
-    "phase",
-    "kinds",
+from pulse_contract.anomaly_record import OPTIONAL_FIELDS, RECORD_COLUMNS
+from pulse_contract.anomaly_table import (
+    MAX_KEY_BYTES,
+    MAX_TIME_MS,
+    MIN_TIME_MS,
+    PARTITION_KEY,
+    SORT_KEY,
+    TIME_INDEX,
+    TIME_INDEX_PARTITION_KEY,
+    iso_utc,
+    subject_key,
 )
-PHASES = ("open", "escalate", "end")
-_INT_FIELDS = frozenset({"window_start", "window_end", "detected_at", "ttl"})
-_FLOAT_FIELDS = frozenset({"observed", "expected", "score"})
+
+# What the API returns of an item: its keys and the record's fields (not the index's ``day``).
+RESPONSE_COLUMNS = tuple((name, kind) for name, kind in RECORD_COLUMNS if name != TIME_INDEX_PARTITION_KEY)
 DAY_MS = 86_400_000
-
-
-# DynamoDB's key size limits (bytes of UTF-8): partition key 2048, sort key 1024; ``day`` is a date.
-MAX_PARTITION_KEY_BYTES = 2048
-MAX_SORT_KEY_BYTES = 1024
-_KEY_BYTES = {"pk": MAX_PARTITION_KEY_BYTES, "sk": MAX_SORT_KEY_BYTES, "day": 10}
-# The times the table can hold: window ends from the epoch to the last day of year 9999 (ISO keys stay 4-digit years).
-MIN_TIME_MS = 0
-MAX_TIME_MS = 253_402_214_400_000  # 9999-12-31T00:00:00Z
 
 
 class CursorError(ValueError):
@@ -65,11 +45,6 @@ class QueryRejected(ValueError):
 
 class StoreUnavailable(RuntimeError):
     """The anomaly table could not be read (not configured, missing, unreachable)."""
-
-
-def iso_utc(epoch_ms: int) -> str:
-    """ISO-8601 UTC with milliseconds and a Z, the ``sk`` prefix (same as flink_app.detect.model.iso_utc)."""
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -147,14 +122,19 @@ class Cursor:
         if key is not None and (
             not isinstance(key, dict)
             or not all(isinstance(k, str) and isinstance(v, str) for k, v in key.items())
-            or any(len(v.encode("utf-8", "surrogatepass")) > _KEY_BYTES.get(k, 0) for k, v in key.items())
+            or any(len(v.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES.get(k, 0) for k, v in key.items())
         ):
             raise CursorError("malformed cursor")
         if query.by_subject:
-            if day is not None or (key is not None and (set(key) != {"pk", "sk"} or key["pk"] != _pk(query))):
+            if day is not None or (
+                key is not None and (set(key) != {PARTITION_KEY, SORT_KEY} or key[PARTITION_KEY] != _pk(query))
+            ):
                 raise CursorError("cursor belongs to another query")
         elif query.day_position(day) is None or (
-            key is not None and (set(key) != {"pk", "sk", "day"} or key["day"] != day)
+            key is not None
+            and (
+                set(key) != {PARTITION_KEY, SORT_KEY, TIME_INDEX_PARTITION_KEY} or key[TIME_INDEX_PARTITION_KEY] != day
+            )
         ):
             raise CursorError("cursor belongs to another query")
         return cls(fingerprint, day, key)
@@ -167,26 +147,27 @@ class AnomalyPage:
 
 
 def _pk(query: AnomalyQuery) -> str:
-    return f"{query.subject_type}#{query.subject}"
+    return subject_key(str(query.subject_type), str(query.subject))
 
 
 def _from_item(item: dict[str, Any]) -> dict[str, Any]:
-    """A DynamoDB item (attribute-value form) as a record with DESIGN.md's fields and plain numbers."""
+    """A DynamoDB item (attribute-value form) as a record: keys, every field, plain numbers."""
     record: dict[str, Any] = {}
-    for name in RECORD_FIELDS:
+    for name, kind in RESPONSE_COLUMNS:
         value = item.get(name)
         if value is None:
-            # Records written before incidents had phases are openings; before grouping, of one kind.
-            record[name] = "open" if name == "phase" else record["kind"] if name == "kinds" else None
+            # A record written before a field existed: its default, and before grouping, ``kind`` alone.
+            record[name] = (
+                (record["kind"] if name == "kinds" else OPTIONAL_FIELDS[name]) if name in OPTIONAL_FIELDS else None
+            )
         elif "N" in value:
-            number = value["N"]
-            record[name] = int(float(number)) if name in _INT_FIELDS else float(number)
+            record[name] = int(float(value["N"])) if kind is int else float(value["N"])
         else:
             record[name] = value.get("S")
     return record
 
 
-class AnomalyStore:
+class AnomalyReader:
     """Pages of anomalies from the table, newest first. ``client`` is a boto3 DynamoDB client."""
 
     def __init__(self, table_name: str, client: Any, max_calls: int = 25, max_items_read: int = 2000) -> None:
@@ -246,7 +227,7 @@ class AnomalyStore:
     ) -> tuple[list[dict[str, Any]], dict[str, str] | None, int]:
         """One Query call: at most ``need`` matching items, the key to continue after (None: partition done),
         and how many items it evaluated (at most ``may_read``)."""
-        names = {"#sk": "sk"}
+        names = {"#sk": SORT_KEY}
         values: dict[str, Any] = {":lo": {"S": iso_utc(query.since_ms)}, ":hi": {"S": iso_utc(query.until_ms)}}
         filters = []
         if query.kind is not None:
@@ -255,11 +236,11 @@ class AnomalyStore:
             filters.append("#kind = :kind")
         request: dict[str, Any] = {"TableName": self.table_name, "ScanIndexForward": False}
         if day is None:
-            names["#pk"] = "pk"
+            names["#pk"] = PARTITION_KEY
             values[":pk"] = {"S": _pk(query)}
             request["KeyConditionExpression"] = "#pk = :pk AND #sk BETWEEN :lo AND :hi"
         else:
-            names["#day"] = "day"
+            names["#day"] = TIME_INDEX_PARTITION_KEY
             values[":day"] = {"S": day}
             request["IndexName"] = TIME_INDEX
             request["KeyConditionExpression"] = "#day = :day AND #sk BETWEEN :lo AND :hi"
@@ -302,13 +283,13 @@ def _error_message(error: Exception) -> str:
 
 
 def _key_of(item: dict[str, Any], day: str | None) -> dict[str, str]:
-    key = {"pk": item["pk"]["S"], "sk": item["sk"]["S"]}
+    key = {PARTITION_KEY: item[PARTITION_KEY]["S"], SORT_KEY: item[SORT_KEY]["S"]}
     if day is not None:
-        key["day"] = day
+        key[TIME_INDEX_PARTITION_KEY] = day
     return key
 
 
-def iter_all(store: AnomalyStore, query: AnomalyQuery) -> Iterator[dict[str, Any]]:
+def iter_all(store: AnomalyReader, query: AnomalyQuery) -> Iterator[dict[str, Any]]:
     """Every anomaly of ``query``, following cursors (for scripts and tests)."""
     token: str | None = None
     while True:

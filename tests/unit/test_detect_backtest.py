@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from flink_app.detect.backtest import backtest, replay_windows
 from flink_app.detect.engine import DetectionEngine
-from flink_app.detect.model import UNMATCHED_ROUTE
-from flink_app.detect.replay import backtest, replay
 from flink_app.detect.windows import WindowGeometry, aggregate
+from pulse_contract import UNMATCHED_ROUTE
 from pulse_local.evaluation import evaluate
 from pulse_local.traffic import TrafficGenerator, TrafficSpec
 from tests.synthetic import CLOCK_MS, T0
@@ -123,7 +123,7 @@ def test_replay_calls_the_engine_per_key_in_window_order() -> None:
             return super().on_route_window(state, window)
 
     aggregates = aggregate(events(500, seed=5))
-    replay(Recording(clock_ms=lambda: CLOCK_MS), aggregates.route_windows, aggregates.client_windows)
+    replay_windows(Recording(clock_ms=lambda: CLOCK_MS), aggregates.route_windows, aggregates.client_windows)
     for route in ROUTES:
         ends = [end for r, end in seen if r == route]
         assert ends == sorted(ends) and len(ends) == len(set(ends))

@@ -2,7 +2,7 @@
 
 The job's operator sees, per key, windows in increasing ``window_end`` order, and fires event-time
 timers when the watermark passes a key's deadline: a window ending at ``E`` is emitted once the
-watermark reaches ``E - 1``, and timers up to that watermark fire after it. :func:`replay` follows
+watermark reaches ``E - 1``, and timers up to that watermark fire after it. :func:`replay_windows` follows
 the same order over the reference aggregates of :mod:`flink_app.detect.windows`. In backtest the
 watermark trails the newest event by ``watermark.delay.s``; the end of the input is not time
 passing, so windows still open then are not judged and timers past the last watermark never fire.
@@ -17,15 +17,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flink_app.detect.engine import DetectionEngine, SubjectState
-from flink_app.detect.model import Anomaly, ClientWindow, RouteWindow
+from flink_app.detect.model import ClientWindow, RouteWindow
 from flink_app.detect.settings import DetectSettings
 from flink_app.detect.windows import WindowGeometry, aggregate
+from pulse_contract import Anomaly, SubjectType, subject_key
 
 Progress = Callable[[int, int], None]
 
 
 @dataclass
-class ReplayResult:
+class BacktestResult:
     anomalies: list[Anomaly]
     states: dict[str, SubjectState] = field(default_factory=dict)
     route_windows: int = 0
@@ -33,14 +34,14 @@ class ReplayResult:
     events: int = 0
 
 
-def subject_key(window: RouteWindow | ClientWindow) -> str:
-    """The operator's key: ``route#<route>`` or ``client#<ip>``."""
+def window_key(window: RouteWindow | ClientWindow) -> str:
+    """The operator's key of a window: its subject's partition key (``route#<route>`` or ``client#<ip>``)."""
     if isinstance(window, RouteWindow):
-        return f"route#{window.route}"
-    return f"client#{window.client_ip}"
+        return subject_key(SubjectType.ROUTE, window.route)
+    return subject_key(SubjectType.CLIENT, window.client_ip)
 
 
-def replay(
+def replay_windows(
     engine: DetectionEngine,
     route_windows: Iterable[RouteWindow],
     client_windows: Iterable[ClientWindow],
@@ -48,7 +49,7 @@ def replay(
     watermark_end: int | None = None,
     fire_timers: bool = True,
     progress: Progress | None = None,
-) -> ReplayResult:
+) -> BacktestResult:
     """Feed windows (each list ordered by ``window_end``) and timers to ``engine`` in event-time order.
 
     ``watermark_end``: the last watermark of the input. Windows that end after it are still open
@@ -95,7 +96,7 @@ def replay(
             fire(window_end - 1)
         for window in batch:
             done += 1
-            key = subject_key(window)
+            key = window_key(window)
             if isinstance(window, RouteWindow):
                 route_state, found = engine.on_route_window(states.get(key), window)  # type: ignore[arg-type]
                 states[key] = route_state
@@ -113,7 +114,7 @@ def replay(
             progress(done, total)
     if fire_timers and watermark_end is not None:
         fire(watermark_end)
-    return ReplayResult(out, states, len(routes), judged_clients)
+    return BacktestResult(out, states, len(routes), judged_clients)
 
 
 def backtest(
@@ -124,12 +125,12 @@ def backtest(
     watermark_delay_ms: int = 5_000,
     clock_ms: Callable[[], int] | None = None,
     progress: Progress | None = None,
-) -> ReplayResult:
+) -> BacktestResult:
     """Events -> reference window aggregates -> engine: the whole job's detection, without Flink."""
     aggregates = aggregate(events, geometry)
     engine = DetectionEngine(settings, clock_ms)
     watermark_end = None if aggregates.max_ts is None else aggregates.max_ts - watermark_delay_ms - 1
-    result = replay(
+    result = replay_windows(
         engine, aggregates.route_windows, aggregates.client_windows, watermark_end=watermark_end, progress=progress
     )
     result.events = aggregates.events

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from lambda_api.adapter import build_handler
-from lambda_api.anomalies import AnomalyPage, AnomalyQuery
+from lambda_api.anomaly_reader import AnomalyPage, AnomalyQuery
 from lambda_api.app import create_app
 from lambda_api.settings import load_settings
 from pulse_local.apigw import http_api_event, iam_authorizer, lambda_context
@@ -31,7 +31,7 @@ class OneAnomaly:
 
 
 def handler(**settings: Any) -> Any:
-    return build_handler(create_app(load_settings(publisher="off", **settings), anomaly_store=OneAnomaly()))
+    return build_handler(create_app(load_settings(publisher="off", **settings), anomaly_reader=OneAnomaly()))
 
 
 # Paths a client may send that API Gateway does not match as /monitoring/..., each served by the app

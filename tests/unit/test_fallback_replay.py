@@ -1,4 +1,4 @@
-"""python -m lambda_api.replay: fallback lines back onto the stream, once each, from any log."""
+"""python -m lambda_api.fallback_replay: fallback lines back onto the stream, once each, from any log."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from lambda_api import replay
-from lambda_api.events import RequestEvent
+from lambda_api import fallback_replay
 from lambda_api.publishers.delivery import KinesisRecord, Undelivered
 from lambda_api.publishers.fallback import fallback_line
+from pulse_contract.request_event import RequestEvent
 from pulse_local.emulator import Emulator, create_stream
 from tests.streams import read_events
 
@@ -47,7 +47,7 @@ def test_replay_delivers_each_event_once_and_skips_other_lines(
         + line_for(name, events[2]) + "\n"
     )  # fmt: skip
     # when replayed
-    status = replay.main([str(log), "--stream", name])
+    status = fallback_replay.main([str(log), "--stream", name])
     # then each event is on the stream once, and the summary says what happened
     assert status == 0
     assert sorted(e["id"] for e in read_events(emulator, name)) == sorted(e.id for e in events)
@@ -65,11 +65,11 @@ def test_undeliverable_events_are_written_again_for_a_later_replay(
     log, failed = tmp_path / "fallback.log", tmp_path / "still-failed.log"
     log.write_text("".join(line_for(name, e) + "\n" for e in events))
     # when replayed, then it fails and keeps the events as fallback lines
-    assert replay.main([str(log), "--stream", name, "--failed", str(failed), "--budget-s", "2"]) == 1
+    assert fallback_replay.main([str(log), "--stream", name, "--failed", str(failed), "--budget-s", "2"]) == 1
     assert [json.loads(line)["event"]["id"] for line in failed.read_text().splitlines()] == [e.id for e in events]
     # and once the stream exists, replaying those lines delivers them
     create_stream(emulator, name)
-    assert replay.main([str(failed), "--trust-line-stream"]) == 0
+    assert fallback_replay.main([str(failed), "--trust-line-stream"]) == 0
     assert sorted(e["id"] for e in read_events(emulator, name)) == sorted(e.id for e in events)
 
 
@@ -79,15 +79,15 @@ def test_stream_override_and_dry_run(
     name, _ = stream
     log = tmp_path / "fallback.log"
     log.write_text(line_for("old-stream", event(1)) + "\n")
-    assert replay.main([str(log), "--stream", name, "--dry-run"]) == 0
+    assert fallback_replay.main([str(log), "--stream", name, "--dry-run"]) == 0
     assert f"would deliver {name}=1" in capsys.readouterr().out
     assert read_events(emulator, name) == []
-    assert replay.main([str(log), "--stream", name]) == 0
+    assert fallback_replay.main([str(log), "--stream", name]) == 0
     assert len(read_events(emulator, name)) == 1
 
 
 def test_an_unreadable_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert replay.main([str(tmp_path / "missing.log"), "--stream", "s"]) == 2
+    assert fallback_replay.main([str(tmp_path / "missing.log"), "--stream", "s"]) == 2
     assert "cannot read" in capsys.readouterr().err
 
 
@@ -98,10 +98,10 @@ def test_the_target_stream_comes_from_the_arguments_not_the_lines(
     log = tmp_path / "fallback.log"
     log.write_text(line_for(name, event(1)) + "\n")
     # without --stream (or PULSE_STREAM_NAME) or --trust-line-stream, nothing is replayed
-    assert replay.main([str(log)]) == 2
+    assert fallback_replay.main([str(log)]) == 2
     assert "--stream" in capsys.readouterr().err
     assert read_events(emulator, name) == []
-    assert replay.main([str(log), "--trust-line-stream"]) == 0
+    assert fallback_replay.main([str(log), "--trust-line-stream"]) == 0
     assert len(read_events(emulator, name)) == 1
 
 
@@ -115,7 +115,7 @@ def test_a_marker_inside_another_line_is_not_a_fallback_line(
     log = tmp_path / "access.log"
     log.write_text(access + "\n" + text + "\n" + forged + " trailing\n")
     # when replayed, then none of them counts as a fallback line
-    assert replay.main([str(log), "--stream", "pulse-events", "--dry-run"]) == 0
+    assert fallback_replay.main([str(log), "--stream", "pulse-events", "--dry-run"]) == 0
     assert (
         "would deliver nothing; delivered=0 undelivered=0 duplicates=0 malformed=0 refused=0" in capsys.readouterr().out
     )
@@ -138,7 +138,7 @@ def test_unsound_events_are_refused_and_reported(
 ) -> None:
     log = tmp_path / "fallback.log"
     log.write_text(line() + "\n" + line_for("s", event(2)) + "\n")
-    assert replay.main([str(log), "--stream", "s", "--dry-run"]) == 0
+    assert fallback_replay.main([str(log), "--stream", "s", "--dry-run"]) == 0
     out = capsys.readouterr()
     assert "would deliver s=1;" in out.out
     if reason is None:  # a non-finite constant does not even parse: a malformed line
@@ -150,5 +150,5 @@ def test_unsound_events_are_refused_and_reported(
 def test_the_ts_window_is_configurable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "fallback.log"
     log.write_text(line_for("s", event(1, ts=NOW_MS - 30 * 86_400_000)) + "\n")
-    assert replay.main([str(log), "--stream", "s", "--dry-run", "--max-age-h", str(31 * 24)]) == 0
+    assert fallback_replay.main([str(log), "--stream", "s", "--dry-run", "--max-age-h", str(31 * 24)]) == 0
     assert "would deliver s=1;" in capsys.readouterr().out

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lambda_api.events import FIELD_NAMES, RequestEvent, encode_json
+from pulse_contract.request_event import FIELD_NAMES, RequestEvent, encode_json
 
 
 def sample(**overrides: object) -> RequestEvent:

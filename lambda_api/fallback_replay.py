@@ -1,4 +1,4 @@
-"""Publish the fallback log's events again: ``python -m lambda_api.replay LOGFILE [LOGFILE ...]``.
+"""Publish the fallback log's events again: ``python -m lambda_api.fallback_replay LOGFILE [LOGFILE ...]``.
 
 Reads fallback lines (other lines are skipped, so a whole application log or a CloudWatch
 export works), refuses any event that is not a sound v1 event (finite numbers, ``ts`` within a
@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lambda_api.events import check_replayable
 from lambda_api.publishers.delivery import KinesisDelivery, KinesisRecord, kinesis_client
 from lambda_api.publishers.fallback import FallbackLog, read_fallback_lines
-from lambda_api.settings import SettingsError, load_settings
+from lambda_api.settings import ApiSettingsError, load_settings
+from pulse_contract.request_event import check_replayable
 
 DAY_S = 86_400
 
@@ -120,7 +120,9 @@ def _lines(paths: Sequence[str], stack: ExitStack) -> Iterator[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lambda_api.replay", description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lambda_api.fallback_replay", description=(__doc__ or "").split("\n\n")[0]
+    )
     parser.add_argument("logfiles", nargs="+", metavar="LOGFILE", help="log file(s) with fallback lines; - for stdin")
     parser.add_argument("--stream", help="the stream to deliver to (default: PULSE_STREAM_NAME)")
     parser.add_argument(
@@ -144,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Client timeouts and backoff come from the same PULSE_* settings as the API's.
         settings = load_settings(publisher="off")
-    except SettingsError as error:
+    except ApiSettingsError as error:
         print(f"replay: {error}", file=sys.stderr)
         return 2
     stream = args.stream or settings.stream_name

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
-from lambda_api.anomalies import (
+from lambda_api.anomaly_reader import (
+    RESPONSE_COLUMNS,
     AnomalyQuery,
-    AnomalyStore,
+    AnomalyReader,
     CursorError,
     QueryRejected,
     StoreUnavailable,
     default_range,
 )
-from lambda_api.events import UNMATCHED_ROUTE
 from lambda_api.openapi import errors
-from lambda_api.settings import PulseSettings
-
-Kind = Literal["spike", "drop", "silence", "error_surge", "latency_surge", "ip_burst", "ip_scan", "ip_auth_failures"]
-
+from lambda_api.settings import ApiSettings
+from pulse_contract import UNMATCHED_ROUTE, Anomaly, AnomalyKind, SubjectType
+from pulse_contract.anomaly_table import KEY_ATTRIBUTES
 
 # The partition key is "<subject_type>#<subject>" and DynamoDB keys hold at most 2048 bytes of UTF-8:
 # 500 characters (at most 2000 bytes) always fit.
@@ -48,7 +48,7 @@ class AnomalyFilters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    subject_type: Literal["route", "client"] | None = Field(
+    subject_type: SubjectType | None = Field(
         None, description="route or client; with `subject` absent, filters across subjects"
     )
     subject: str | None = Field(
@@ -58,7 +58,7 @@ class AnomalyFilters(BaseModel):
         description="a route template or a client IP; without `subject_type`, a subject starting with '/' "
         f"(or {UNMATCHED_ROUTE}) is a route and any other a client",
     )
-    kind: Kind | None = None
+    kind: AnomalyKind | None = None
     since: IsoDateTime | None = Field(
         None,
         description="window_end at or after (ISO 8601; naive means UTC); times before 1970 mean 1970. "
@@ -84,28 +84,23 @@ class AnomalyFilters(BaseModel):
         return "route" if self.subject.startswith("/") or self.subject == UNMATCHED_ROUTE else "client"
 
 
-class AnomalyRecord(BaseModel):
-    """DESIGN.md's anomaly record."""
+def _record_model() -> type[BaseModel]:
+    """The response model of one record, made from the contract: its keys, then its fields in order."""
+    definitions: dict[str, Any] = {
+        name: (kind, Field(description=KEY_ATTRIBUTES[name])) for name, kind in RESPONSE_COLUMNS[:2]
+    }
+    for spec in dataclasses.fields(Anomaly):
+        values = spec.metadata.get("values")
+        annotation = Literal[values] if values else dict(RESPONSE_COLUMNS)[spec.name]  # Literal[("a", "b")]: one of
+        default = ... if spec.default is dataclasses.MISSING else spec.default
+        definitions[spec.name] = (annotation, Field(default, description=spec.metadata["doc"]))
+    return create_model("AnomalyRecord", __doc__="One anomaly record, as the detection job wrote it.", **definitions)
 
-    pk: str
-    sk: str
-    kind: str
-    subject_type: str
-    subject: str
-    window_start: int
-    window_end: int
-    observed: float
-    expected: float
-    score: float
-    severity: str
-    detected_at: int
-    ttl: int
-    phase: Literal["open", "escalate", "end"] = Field(
-        "open", description="where the record sits in its incident: first window, escalation, or end"
-    )
-    kinds: str | None = Field(
-        None, description="every kind the subject's incident has shown so far, comma-separated, `kind` first"
-    )
+
+if TYPE_CHECKING:
+    AnomalyRecord = BaseModel
+else:
+    AnomalyRecord = _record_model()
 
 
 class AnomalyPageOut(BaseModel):
@@ -113,7 +108,7 @@ class AnomalyPageOut(BaseModel):
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
 
 
-class LazyAnomalyStore:
+class LazyAnomalyReader:
     """Creates the DynamoDB client on first use: most requests never read anomalies, so cold starts skip it."""
 
     def __init__(
@@ -126,10 +121,10 @@ class LazyAnomalyStore:
         self.table_name = table_name
         self.max_items_read = max_items_read
         self._timeouts = (connect_timeout_s, read_timeout_s)
-        self._store: AnomalyStore | None = None
+        self._store: AnomalyReader | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> AnomalyStore:
+    def get(self) -> AnomalyReader:
         if self.table_name is None:
             raise StoreUnavailable("PULSE_ANOMALY_TABLE is not set")
         with self._lock:
@@ -143,18 +138,18 @@ class LazyAnomalyStore:
                     retries={"total_max_attempts": 2, "mode": "standard"},
                 )
                 client = boto3.client("dynamodb", config=config)
-                self._store = AnomalyStore(self.table_name, client, max_items_read=self.max_items_read)
+                self._store = AnomalyReader(self.table_name, client, max_items_read=self.max_items_read)
             return self._store
 
 
-async def get_store(request: Request) -> LazyAnomalyStore | AnomalyStore:
+async def get_store(request: Request) -> LazyAnomalyReader | AnomalyReader:
     """The app's store (resolved in the endpoint, after the parameters are validated)."""
-    store: LazyAnomalyStore | AnomalyStore = request.app.state.anomaly_store
+    store: LazyAnomalyReader | AnomalyReader = request.app.state.anomaly_reader
     return store
 
 
-async def get_settings(request: Request) -> PulseSettings:
-    settings: PulseSettings = request.app.state.settings
+async def get_settings(request: Request) -> ApiSettings:
+    settings: ApiSettings = request.app.state.settings
     return settings
 
 
@@ -203,8 +198,8 @@ router = APIRouter(
 @router.get("/anomalies", responses=errors(503))
 def list_anomalies(
     filters: Annotated[AnomalyFilters, Query()],
-    settings: Annotated[PulseSettings, Depends(get_settings)],
-    source: Annotated[LazyAnomalyStore | AnomalyStore, Depends(get_store)],
+    settings: Annotated[ApiSettings, Depends(get_settings)],
+    source: Annotated[LazyAnomalyReader | AnomalyReader, Depends(get_store)],
 ) -> AnomalyPageOut:
     """Anomalies with window_end in [since, until), newest first; one subject's, or across subjects.
 
@@ -223,7 +218,7 @@ def list_anomalies(
         limit=filters.limit,
     )
     try:
-        store = source.get() if isinstance(source, LazyAnomalyStore) else source
+        store = source.get() if isinstance(source, LazyAnomalyReader) else source
     except StoreUnavailable as error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
     try:

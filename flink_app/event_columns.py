@@ -80,7 +80,7 @@ def watermark_expression(watermark_delay_s: int) -> str:
     A window ``[start, end)`` fires once the watermark reaches ``end - 1``, i.e. once an event at
     least ``watermark.delay.s`` past its end has arrived; a timer at ``t`` fires once an event is
     more than the delay past ``t``. The same convention as Flink's bounded out-of-orderness strategy
-    and as the pure-Python backtest (:mod:`flink_app.detect.replay`).
+    and as the pure-Python backtest (:mod:`flink_app.detect.backtest`).
     """
     return f"`event_time` - {sql_interval(watermark_delay_s * 1000 + 1)}"
 

@@ -6,7 +6,7 @@ expires after ``pulse.job`` ``client.state.ttl.h`` without a window): the detect
 the windows not judged yet and its timers. The engine asks for a deadline after every call
 (``silence_deadline``: a route's silence or the end of a cool-down, routes and clients alike). The
 operator calls :class:`flink_app.detect.engine.DetectionEngine` exactly as
-:mod:`flink_app.detect.replay` does:
+:mod:`flink_app.detect.backtest` does:
 
 * a window is judged once the watermark has closed it (an event-time timer at ``window_end - 1``),
   in ``window_end`` order. A client's windows come through the window join's subtasks (partitioned
@@ -43,34 +43,18 @@ from pyflink.datastream import KeyedProcessFunction, RuntimeContext, TimeDomain
 from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from flink_app import metrics
+from flink_app.anomaly_columns import ANOMALY_COLUMNS
 from flink_app.detect.engine import DetectionEngine
-from flink_app.detect.model import Anomaly, ClientWindow, RouteWindow
+from flink_app.detect.model import ClientWindow, RouteWindow
 from flink_app.detect.settings import DetectSettings
+from pulse_contract import Anomaly, SubjectType, subject_key
 
 LOG = logging.getLogger(__name__)
 
 END_OF_INPUT_WATERMARK = 2**63 - 1  # Long.MAX_VALUE: a bounded source has finished
+ROUTE_KEY_PREFIX = subject_key(SubjectType.ROUTE, "")
 SIDE_METRICS = {"rejected": metrics.REJECTED, "late": metrics.LATE}  # by the side rows' subject_type
 
-# The anomaly stream's columns (DESIGN.md's record plus `day`), in order, with SQL types.
-ANOMALY_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("pk", "STRING"),
-    ("sk", "STRING"),
-    ("kind", "STRING"),
-    ("subject_type", "STRING"),
-    ("subject", "STRING"),
-    ("window_start", "BIGINT"),
-    ("window_end", "BIGINT"),
-    ("observed", "DOUBLE"),
-    ("expected", "DOUBLE"),
-    ("score", "DOUBLE"),
-    ("severity", "STRING"),
-    ("detected_at", "BIGINT"),
-    ("ttl", "BIGINT"),
-    ("phase", "STRING"),
-    ("kinds", "STRING"),
-    ("day", "STRING"),
-)
 _PY_TYPES = {"STRING": Types.STRING(), "BIGINT": Types.LONG(), "DOUBLE": Types.DOUBLE()}
 ANOMALY_TYPE_INFO = Types.ROW_NAMED(
     [name for name, _ in ANOMALY_COLUMNS], [_PY_TYPES[sql_type] for _, sql_type in ANOMALY_COLUMNS]
@@ -84,9 +68,9 @@ def _window_end(window: RouteWindow | ClientWindow) -> int:
     return window.window_end
 
 
-def subject_key(row: Row) -> str:
-    """The key the operator is partitioned by: ``route#/users/{id}`` or ``client#10.0.0.1``."""
-    return f"{row['subject_type']}#{row['subject']}"
+def row_key(row: Row) -> str:
+    """The key the operator is partitioned by: the subject's partition key (``route#/users/{id}``)."""
+    return subject_key(row["subject_type"], row["subject"])
 
 
 def window_from_values(values: Mapping[str, Any]) -> RouteWindow | ClientWindow:
@@ -237,7 +221,7 @@ class DetectionFunction(KeyedProcessFunction):
         self.clock_wall_ms = 0
 
     def _handle(self, ctx: KeyedProcessFunction.Context) -> Any:
-        return self.route_keys if ctx.get_current_key().startswith("route#") else self.client_keys
+        return self.route_keys if ctx.get_current_key().startswith(ROUTE_KEY_PREFIX) else self.client_keys
 
     def _count_side_record(self, subject_type: str, reason: str, sample: str) -> None:
         """A rejected or late record: counted in total and per reason, a bounded sample logged."""
