@@ -206,11 +206,17 @@ class RouteDetector:
         return math.sqrt(max(expected, 1.0) + phi * expected * expected)
 
     def spike_threshold(self, state: RouteState, expected: float, p: float, at_ms: int) -> float:
+        """The count from which a window is a spike: the largest of the floors, the tail of the route's
+        noise, and the routine-burst envelope (the largest routine burst times the margin, or where
+        counts are small the tail of a window that holds such a burst, whichever is higher: a burst as
+        large as the route's routine ones, counted in few requests, easily reaches the margin by chance)."""
         tail = count_upper(significant(expected), significant(self.phi(state, True), 2), p)
-        envelope = self.s.route_burst_margin * state.dispersion.burst_peak(
-            at_ms, self._ms(state, "route_burst_halflife_s")
-        )
-        return max(self.s.spike_min_count, self.s.spike_ratio * expected, float(tail), envelope * expected)
+        peak = state.dispersion.burst_peak(at_ms, self._ms(state, "route_burst_halflife_s"))
+        envelope = self.s.route_burst_margin * peak * expected
+        if peak > 0:
+            burst = significant(peak * expected)
+            envelope = max(envelope, float(count_upper(burst, significant(self.s.route_noise_rel**2, 2), p)))
+        return max(self.s.spike_min_count, self.s.spike_ratio * expected, float(tail), envelope)
 
     def drop_threshold(self, state: RouteState, expected: float, p: float) -> float | None:
         """The count at or below which a window is a drop; None when no count is rare enough."""
