@@ -249,13 +249,14 @@ FROM `{CLIENT_COUNTS}`
 GROUP BY window_start, window_end"""
 
 
-def client_candidate_condition(settings: DetectSettings, alias: str = "c") -> str:
-    """SQL predicate over a client-count row: the window is a candidate for the client detectors.
+def client_candidate_condition(settings: DetectSettings, size_ms: int = 60_000, alias: str = "c") -> str:
+    """SQL predicate over a client-count row: the window (``size_ms`` long) is a candidate for the
+    client detectors.
 
     The same floors as :meth:`flink_app.detect.clients.CandidateFloors.admit`, which the pure-Python
     backtest applies.
     """
-    floors = CandidateFloors.from_settings(settings)
+    floors = CandidateFloors.from_settings(settings, size_ms)
     return (
         f"{alias}.`count` >= {floors.count}"
         f" OR GREATEST({alias}.unmatched, {alias}.not_found) >= {floors.scans}"
@@ -274,7 +275,7 @@ SELECT 'client' AS subject_type, c.`client_ip` AS subject,
   p.pop_clients, p.pop_mean_count, COALESCE(p.pop_std_count, 0.0) AS pop_std_count
 FROM `{CLIENT_COUNTS}` c JOIN `{CLIENT_POPULATION}` p
   ON c.window_start = p.window_start AND c.window_end = p.window_end
-WHERE {client_candidate_condition(config.detect)}"""
+WHERE {client_candidate_condition(config.detect, config.windows.client_size_s * 1000)}"""
 
 
 def windows_sql() -> str:

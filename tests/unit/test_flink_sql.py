@@ -363,3 +363,10 @@ def test_events_are_deduplicated_by_id_on_arrival_unless_switched_off() -> None:
     assert "ROW_NUMBER" not in stages.events_sql(config(group("job", dedup_ttl_s="0")))
     # an event needs an id to be deduplicated: without one it is rejected
     assert "`id` IS NOT NULL" in stages.valid_condition(config())
+
+
+def test_the_candidate_filter_follows_the_client_window_size() -> None:
+    c = config(group("windows", route_size_s="1800", route_slide_s="1800", client_size_s="1800"))
+    condition = "c.`count` >= 3600 OR GREATEST(c.unmatched, c.not_found) >= 300 OR c.auth_failures >= 150"
+    assert stages.client_candidate_condition(c.detect, 1_800_000) == condition
+    assert stages.client_windows_sql(c).rstrip().endswith(f"WHERE {condition}")
