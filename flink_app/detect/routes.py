@@ -53,6 +53,7 @@ class RouteState:
     last_end: int = 0  # window_end of the last window seen (0: none yet)
     full_from: int = 0  # windows starting before this only partly cover the route's current traffic
     silent: bool = False  # a silence deadline passed and no window has arrived since
+    runs: dict[str, int] = field(default_factory=dict)  # spike, drop: window_end of the first window of a run
 
 
 def typical_latency_log(window: RouteWindow) -> float:
@@ -240,15 +241,30 @@ class RouteDetector:
         if state.count.samples >= s.route_warmup_windows:
             expected = self.expected_count(state, window.window_end)
             threshold = self.spike_threshold(state, expected, p, window.window_end)
-            spike = Finding("spike", own, expected, excess_score(own, expected, threshold), own >= threshold)
+            spike = self._held(
+                state,
+                Finding("spike", own, expected, excess_score(own, expected, threshold), own >= threshold),
+                window.window_end,
+                self.s.route_hold_score,
+            )
             if own < count and excess_score(count, expected, threshold) >= s.alert_clear_score:
                 count = own
             drop: Finding | None = None
             low = self.drop_threshold(state, expected, p) if not partial and expected >= s.drop_min_expected else None
             if low is not None:
-                drop = Finding(
-                    "drop", window.count, expected, excess_score(window.count, expected, low), window.count <= low
+                # A drop's score is at most that of an empty window, expected / (expected - low): one
+                # half way there is a strong drop.
+                strong = min(self.s.route_hold_score, 0.5 * (1.0 + excess_score(0.0, expected, low)))
+                drop = self._held(
+                    state,
+                    Finding(
+                        "drop", window.count, expected, excess_score(window.count, expected, low), window.count <= low
+                    ),
+                    window.window_end,
+                    strong,
                 )
+            if drop is None:
+                state.runs.pop("drop", None)
             findings.extend(f for f in (spike, drop) if f is not None)
         if state.errors.samples >= s.route_warmup_windows and window.count > 0:
             expected = state.errors.rate
@@ -277,6 +293,27 @@ class RouteDetector:
                 )
             )
         return findings, count
+
+    def _held(self, state: RouteState, finding: Finding, end: int, strong: float) -> Finding:
+        """A spike or drop that scores below ``strong`` opens only once windows have been flagged for it
+        for a window's length (``size - slide``: at once on tumbling windows).
+
+        A routine burst (or dip) of a bursty route lasts seconds to a minute and is past the threshold in
+        a few sliding windows; a change that matters lasts. A strong one (``route.hold.score``; a drop
+        half way from its threshold to an empty window) opens at once, and so does one that joins or
+        continues an incident.
+        """
+        if not finding.flagged:
+            state.runs.pop(finding.kind, None)
+            return finding
+        start = state.runs.setdefault(finding.kind, end)
+        if (
+            finding.score < strong
+            and not state.alerts.is_open(finding.kind)
+            and end - start < state.size_ms - state.slide_ms
+        ):
+            return Finding(finding.kind, finding.observed, finding.expected, finding.score, False)
+        return finding
 
     PRECEDENCE = ("silence", "error_surge", "latency_surge", "drop", "spike")
 

@@ -34,15 +34,16 @@ def kinds_opened(anomalies: list) -> set[str]:
 # --- each kind is found ------------------------------------------------------------------------
 
 
-def test_a_spike_is_found_within_half_a_minute_and_nothing_else() -> None:
+def test_a_spike_is_found_within_a_minute_and_nothing_else() -> None:
     # given a busy route that gets five times its traffic for three minutes
     slides = poisson_slides([BUSY] * WARM + [5 * BUSY] * 18 + [BUSY] * 60)
     # when the detectors see its windows
     anomalies = run_routes(engine(), route_windows(slides))
-    # then one spike opens within 30 s of the start, and it ends after the traffic is back
+    # then one spike opens within a minute of the start (as soon as it is strong, or has lasted a window),
+    # and it ends after the traffic is back
     spikes = opened(anomalies, "spike")
     assert kinds_opened(anomalies) == {"spike"}
-    assert len(spikes) == 1 and WARM < slot_of(spikes[0].window_end) <= WARM + 3
+    assert len(spikes) == 1 and WARM < slot_of(spikes[0].window_end) <= WARM + 6
     assert [a.phase for a in anomalies if a.kind == "spike"][-1] == "end"
 
 
