@@ -241,11 +241,15 @@ class RouteDetector:
         if state.count.samples >= s.route_warmup_windows:
             expected = self.expected_count(state, window.window_end)
             threshold = self.spike_threshold(state, expected, p, window.window_end)
-            spike = self._held(
+            spike = self._sustained(
                 state,
-                Finding("spike", own, expected, excess_score(own, expected, threshold), own >= threshold),
+                self._held(
+                    state,
+                    Finding("spike", own, expected, excess_score(own, expected, threshold), own >= threshold),
+                    window.window_end,
+                    self.s.route_hold_score,
+                ),
                 window.window_end,
-                self.s.route_hold_score,
             )
             if own < count and excess_score(count, expected, threshold) >= s.alert_clear_score:
                 count = own
@@ -255,13 +259,21 @@ class RouteDetector:
                 # A drop's score is at most that of an empty window, expected / (expected - low): one
                 # half way there is a strong drop.
                 strong = min(self.s.route_hold_score, 0.5 * (1.0 + excess_score(0.0, expected, low)))
-                drop = self._held(
+                drop = self._sustained(
                     state,
-                    Finding(
-                        "drop", window.count, expected, excess_score(window.count, expected, low), window.count <= low
+                    self._held(
+                        state,
+                        Finding(
+                            "drop",
+                            window.count,
+                            expected,
+                            excess_score(window.count, expected, low),
+                            window.count <= low,
+                        ),
+                        window.window_end,
+                        strong,
                     ),
                     window.window_end,
-                    strong,
                 )
             if drop is None:
                 state.runs.pop("drop", None)
@@ -295,16 +307,18 @@ class RouteDetector:
         return findings, count
 
     def _held(self, state: RouteState, finding: Finding, end: int, strong: float) -> Finding:
-        """A spike or drop that scores below ``strong`` opens only once windows have been flagged for it
-        for a window's length (``size - slide``: at once on tumbling windows).
+        """A spike or drop that scores below ``strong`` opens only once its first flagged window is a window's
+        length back (``size - slide``: at once on tumbling windows), the windows between never back to
+        normal (below the clear level: a marginal change may dip under the threshold now and then).
 
         A routine burst (or dip) of a bursty route lasts seconds to a minute and is past the threshold in
         a few sliding windows; a change that matters lasts. A strong one (``route.hold.score``; a drop
         half way from its threshold to an empty window) opens at once, and so does one that joins or
         continues an incident.
         """
+        if finding.score < self.s.alert_clear_score:
+            state.runs.pop(finding.kind, None)  # back to normal: a run of flagged windows ends here
         if not finding.flagged:
-            state.runs.pop(finding.kind, None)
             return finding
         start = state.runs.setdefault(finding.kind, end)
         if (
@@ -314,6 +328,24 @@ class RouteDetector:
         ):
             return Finding(finding.kind, finding.observed, finding.expected, finding.score, False)
         return finding
+
+    def _sustained(self, state: RouteState, finding: Finding, end: int) -> Finding:
+        """A lasting level shift: a spike or drop at or past ``route.shift.score`` in every window since
+        the count's learning paused, that the level would learn from this window on (the pause ran
+        ``learn.pause.s``), is flagged first. A change below the threshold that lasts is a change the
+        on-call engineer wants to hear of once, not one the baseline should absorb in silence; routine
+        bursts are shorter than the pause.
+        """
+        since = state.count_pause.since
+        if (
+            finding.flagged
+            or finding.score < self.s.route_shift_score
+            or since is None
+            or end - since < self._ms(state, "learn_pause_s")
+            or state.alerts.any_open(("spike", "drop"))
+        ):
+            return finding
+        return Finding(finding.kind, finding.observed, finding.expected, finding.score, True)
 
     PRECEDENCE = ("silence", "error_surge", "latency_surge", "drop", "spike")
 
