@@ -57,6 +57,8 @@ FRESH_SEEDS = (8101, 8102, 8103)
 
 def seed_kind(seed: int) -> str:
     return "tuning" if seed in TUNING_SEEDS else "held-out"
+
+
 DAY_S = 86_400
 
 
@@ -258,7 +260,8 @@ def run_regime(name: str, regime: Regime, args: argparse.Namespace, base: JobCon
             write_jsonl((a.to_record() for a in anomalies), args.out / f"{name}-anomalies-{seed}.jsonl")
             write_jsonl((a.to_record() for a in quiet), args.out / f"{name}-unlabelled-anomalies-{seed}.jsonl")
         print(
-            f"{name} seed={seed} ({seed_kind(seed)}) events={len(events)} labels={len(labels)} incidents={len(evaluation.incidents)} "
+            f"{name} seed={seed} ({seed_kind(seed)}) events={len(events)} labels={len(labels)} "
+            f"incidents={len(evaluation.incidents)} "
             f"recall={evaluation.recall:.3f} precision={evaluation.precision:.3f} "
             f"precision_explained={evaluation.precision_explained:.3f} median_delay_s={evaluation.median_delay_s:.1f} "
             f"missed={len(evaluation.missed)} unlabelled_route_incidents={len(route_false)} "

@@ -409,9 +409,10 @@ class RouteDetector:
         top = window.top_client_count
         if top is None or window.count <= 0:
             return
+        learned = float(top)
         if state.top_share.samples:
-            top = min(top, 2.0 * state.top_share.rate * window.count)
-        state.top_share.update(float(top), float(window.count), window.window_end, halflife_ms)
+            learned = min(learned, 2.0 * state.top_share.rate * window.count)
+        state.top_share.update(learned, float(window.count), window.window_end, halflife_ms)
 
     def _advance_season(self, state: RouteState, end: int) -> None:
         """Use the seasonal profile once it has seen enough; the level is rescaled so that the expected
