@@ -30,6 +30,8 @@ MIN_LATENCY_MS = 0.001
 # own count is estimated from the other clients' requests (a route that one client usually fills,
 # or a quiet route whose window is one request, would otherwise divide by nearly zero).
 MAX_TOP_SHARE = 0.5
+# A level with at most this half-life follows the daily rhythm by itself (docs/detection.md).
+FOLLOWS_THE_DAY_MS = 20 * 60_000
 
 
 @dataclass
@@ -338,7 +340,8 @@ class RouteDetector:
         """
         since = state.count_pause.since
         if (
-            finding.flagged
+            not self._follows_the_day(state)
+            or finding.flagged
             or finding.score < self.s.route_shift_score
             or since is None
             or end - since < self._ms(state, "learn_pause_s")
@@ -346,6 +349,14 @@ class RouteDetector:
         ):
             return finding
         return Finding(finding.kind, finding.observed, finding.expected, finding.score, True)
+
+    def _follows_the_day(self, state: RouteState) -> bool:
+        """Whether a lasting change can be told from the route's rhythm: the level follows the day by
+        itself (a half-life of 20 minutes at most: windows up to two minutes), or the seasonal profile
+        carries the day and the week. At 5-minute windows the level's half-life is 50 minutes and a deep
+        night falls faster than it follows; at 30-minute windows it is five hours. Before the profile
+        knows them, nights, evenings and weekends would look like lasting shifts there."""
+        return self._ms(state, "route_halflife_s") <= FOLLOWS_THE_DAY_MS or state.season_stage >= 2
 
     PRECEDENCE = ("silence", "error_surge", "latency_surge", "drop", "spike")
 
@@ -404,15 +415,15 @@ class RouteDetector:
     @staticmethod
     def _learn_top_share(state: RouteState, window: RouteWindow, halflife_ms: float) -> None:
         """The busiest client's share, from the windows the level learns (weighted by their counts). Once
-        known, one window teaches at most twice the usual share: a client's burst that stayed under the
-        spike threshold is not what the route's busiest client usually sends."""
+        known, a window whose busiest client sent more than twice the usual share (and two requests:
+        small windows vary) teaches nothing: that is one client's burst (the route's own count stays normal, so the level learns the window), and
+        learning even part of it, window after window, would make the burst the usual share."""
         top = window.top_client_count
         if top is None or window.count <= 0:
             return
-        learned = float(top)
-        if state.top_share.samples:
-            learned = min(learned, 2.0 * state.top_share.rate * window.count)
-        state.top_share.update(learned, float(window.count), window.window_end, halflife_ms)
+        if state.top_share.samples and top > 2.0 * state.top_share.rate * window.count + 2:
+            return
+        state.top_share.update(float(top), float(window.count), window.window_end, halflife_ms)
 
     def _advance_season(self, state: RouteState, end: int) -> None:
         """Use the seasonal profile once it has seen enough; the level is rescaled so that the expected
