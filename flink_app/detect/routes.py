@@ -416,8 +416,9 @@ class RouteDetector:
     def _learn_top_share(state: RouteState, window: RouteWindow, halflife_ms: float) -> None:
         """The busiest client's share, from the windows the level learns (weighted by their counts). Once
         known, a window whose busiest client sent more than twice the usual share (and two requests:
-        small windows vary) teaches nothing: that is one client's burst (the route's own count stays normal, so the level learns the window), and
-        learning even part of it, window after window, would make the burst the usual share."""
+        small windows vary) teaches nothing: that is one client's burst (the route's own count stays
+        normal, so the level learns the window), and learning even part of it, window after window,
+        would make the burst the usual share."""
         top = window.top_client_count
         if top is None or window.count <= 0:
             return
