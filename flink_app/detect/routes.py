@@ -55,6 +55,7 @@ class RouteState:
     last_end: int = 0  # window_end of the last window seen (0: none yet)
     full_from: int = 0  # windows starting before this only partly cover the route's current traffic
     silent: bool = False  # a silence deadline passed and no window has arrived since
+    count_incident_end: int = 0  # when the last incident with a spike or drop ended (0: none yet)
     runs: dict[str, int] = field(default_factory=dict)  # spike, drop: window_end of the first window of a run
 
 
@@ -140,7 +141,10 @@ class RouteDetector:
             # ending and opening again under the same key.
             if self.silence_deadline(state) == due:
                 out.extend(self._go_silent(state, due))
-            out.extend(state.alerts.close_due(due, self.cooldown_ms(state), inclusive=True))
+            for transition in state.alerts.close_due(due, self.cooldown_ms(state), inclusive=True):
+                if {"spike", "drop"} & set(transition.kinds):
+                    state.count_incident_end = transition.window_end
+                out.append(transition)
         return out
 
     def _go_silent(self, state: RouteState, at: int) -> list[Transition]:
@@ -336,7 +340,10 @@ class RouteDetector:
         the count's learning paused, that the level would learn from this window on (the pause ran
         ``learn.pause.s``), is flagged first. A change below the threshold that lasts is a change the
         on-call engineer wants to hear of once, not one the baseline should absorb in silence; routine
-        bursts are shorter than the pause.
+        bursts are shorter than the pause. An excursion that has lasted ``relearn.s`` is the new normal
+        (an incident that long ends and its baseline learns), not a shift to report again while the
+        level catches up with it; for the same reason nothing is reported as a shift within
+        ``relearn.s`` of the end of a spike or drop incident (the change was reported).
         """
         since = state.count_pause.since
         if (
@@ -344,7 +351,8 @@ class RouteDetector:
             or finding.flagged
             or finding.score < self.s.route_shift_score
             or since is None
-            or end - since < self._ms(state, "learn_pause_s")
+            or not self._ms(state, "learn_pause_s") <= end - since < self._ms(state, "relearn_s")
+            or (state.count_incident_end and end - state.count_incident_end < self._ms(state, "relearn_s"))
             or state.alerts.any_open(("spike", "drop"))
         ):
             return finding
