@@ -18,11 +18,12 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "setup: $(PYTHON) not found (README: prerequisites)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 $(CONNECTOR_JAR): jars/pom.xml jars/build.sh
@@ -49,7 +50,7 @@ lint: setup ## ruff and mypy
 	$(VENV)/bin/mypy
 
 package: setup $(CONNECTOR_JAR) ## build the Managed Flink zip into dist/
-	$(PY) -m flink_app.packaging --jar $(CONNECTOR_JAR) --out dist
+	$(PY) -m pulse_build.flink_zip --jar $(CONNECTOR_JAR) --out dist
 
 demo: setup $(CONNECTOR_JAR) ## run the whole pipeline locally on the embedded emulator (ARGS="--minutes 5 --seed 3")
 	$(PY) -m pulse_local.demo $(ARGS)

@@ -42,10 +42,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from pulse_local.emulator import Emulator, create_stream, free_port, read_records, start_moto
 
-from pulse_local.emulator import Emulator, create_stream, free_port, read_records, start_moto  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # A realistic mix: catalog reads, a user's orders, search, a miss, health.
 PATHS = ("/items/7", "/items/23", "/users/3/orders", "/users/11", "/search?q=lamp", "/items/999", "/health")

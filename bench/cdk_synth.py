@@ -15,11 +15,10 @@ import time
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from cdk.flink_artifact import RUN_OPTIONS
+from cdk.lambda_bundle import build_bundle
 
-from cdk.flink_artifact import RUN_OPTIONS  # noqa: E402
-from cdk.lambda_bundle import build_bundle  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def bundle_size(path: Path) -> int:

@@ -40,15 +40,14 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from flink_app.config import JobConfig, WindowConfig
+from flink_app.detect.backtest import backtest
+from flink_app.detect.windows import WindowGeometry
+from pulse_contract import KINDS, UNMATCHED_ROUTE, Anomaly
+from pulse_local.evaluation import Evaluation, evaluate, incidents
+from pulse_local.traffic import TrafficGenerator, TrafficSpec, write_jsonl
 
-from flink_app.config import JobConfig, WindowConfig  # noqa: E402
-from flink_app.detect.backtest import backtest  # noqa: E402
-from flink_app.detect.windows import WindowGeometry  # noqa: E402
-from pulse_contract import KINDS, UNMATCHED_ROUTE, Anomaly  # noqa: E402
-from pulse_local.evaluation import Evaluation, evaluate, incidents  # noqa: E402
-from pulse_local.traffic import TrafficGenerator, TrafficSpec, write_jsonl  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # Seeds 1-6 were used while tuning the detectors; these were not (every line says which a seed is).
 TUNING_SEEDS = frozenset(range(1, 7))
@@ -148,7 +147,7 @@ def detect_python(events: list[dict], config: JobConfig) -> list[Anomaly]:
 
 
 def detect_flink(events: list[dict], config: JobConfig) -> list[Anomaly]:
-    """The job's own backtest CLI (DESIGN.md) on the same events."""
+    """The job's own backtest CLI (python -m flink_app backtest) on the same events."""
     with tempfile.TemporaryDirectory(prefix="pulse-bench-") as tmp:
         source, sink, props = Path(tmp) / "events.jsonl", Path(tmp) / "anomalies.jsonl", Path(tmp) / "props.json"
         groups = [

@@ -30,14 +30,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from flink_app.config import JobConfig
+from pulse_local import demo
+from pulse_local.demo_traffic import SHOP_ROUTES, Driver
+from pulse_local.emulator import create_anomaly_table, create_stream
+from pulse_local.traffic import Injection, TrafficGenerator, TrafficSpec
 
-from flink_app.config import JobConfig  # noqa: E402
-from pulse_local import demo  # noqa: E402
-from pulse_local.demo_traffic import SHOP_ROUTES, Driver  # noqa: E402
-from pulse_local.emulator import create_anomaly_table, create_stream  # noqa: E402
-from pulse_local.traffic import Injection, TrafficGenerator, TrafficSpec  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SPIKE_ROUTES = (
     "/users/{user_id}/orders",

@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from flink_app import job
+from flink_app.cli import backtest_config
+from flink_app.config import JobConfig
+from pulse_local.steady import Spike, steady
+from pulse_local.traffic import write_jsonl
 
-from flink_app import job  # noqa: E402
-from flink_app.cli import backtest_config  # noqa: E402
-from flink_app.config import JobConfig  # noqa: E402
-from pulse_local.steady import Spike, steady  # noqa: E402
-from pulse_local.traffic import write_jsonl  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 START_MS = 1_767_225_600_000
 

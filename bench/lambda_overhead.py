@@ -35,18 +35,16 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from pulse_local.apigw import http_api_event
+from pulse_local.emulator import Emulator, create_stream, read_records, start_moto
+from pulse_local.lambda_runtime import Invocation, LocalLambdaRuntime
 
-from pulse_local.apigw import http_api_event  # noqa: E402
-from pulse_local.emulator import Emulator, create_stream, read_records, start_moto  # noqa: E402
-from pulse_local.lambda_runtime import Invocation, LocalLambdaRuntime  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 HANDLER = "lambda_api.handler.handler"
 MODES = ("off", "in_request", "after_response")

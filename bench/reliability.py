@@ -61,15 +61,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from lambda_api.publishers.delivery import KinesisDelivery, kinesis_client  # noqa: E402
-from lambda_api.publishers.fallback import FallbackLog, read_fallback_lines  # noqa: E402
-from lambda_api.publishers.kinesis import BufferedKinesisPublisher  # noqa: E402
-from pulse_contract.request_event import RequestEvent  # noqa: E402
-from pulse_local.apigw import http_api_event  # noqa: E402
-from pulse_local.emulator import (  # noqa: E402
+from lambda_api.publishers.delivery import KinesisDelivery, kinesis_client
+from lambda_api.publishers.fallback import FallbackLog, read_fallback_lines
+from lambda_api.publishers.kinesis import BufferedKinesisPublisher
+from pulse_contract.request_event import RequestEvent
+from pulse_local.apigw import http_api_event
+from pulse_local.emulator import (
     EMULATOR_CREDENTIALS,
     Emulator,
     EmulatorError,
@@ -78,7 +75,9 @@ from pulse_local.emulator import (  # noqa: E402
     free_port,
     read_records,
 )
-from pulse_local.lambda_runtime import LocalLambdaRuntime  # noqa: E402
+from pulse_local.lambda_runtime import LocalLambdaRuntime
+
+ROOT = Path(__file__).resolve().parent.parent
 
 HANDLER = "lambda_api.handler.handler"
 PATHS = ("/items/7", "/items/23", "/users/3/orders", "/users/11", "/search?q=lamp", "/items/999", "/health")

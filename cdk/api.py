@@ -21,9 +21,10 @@ from cdk.lambda_bundle import LambdaBundle
 from cdk.nag import acknowledge
 from cdk.policies import default_policy
 from cdk.settings import DeploySettings
+from pulse_build.runtimes import LAMBDA_PYTHON
 
 HANDLER = "lambda_api.handler.handler"
-RUNTIME = lambda_.Runtime.PYTHON_3_12
+RUNTIME = lambda_.Runtime(f"python{LAMBDA_PYTHON}", lambda_.RuntimeFamily.PYTHON)
 MONITORING_PATHS = ("/monitoring", "/monitoring/{proxy+}")
 # One JSON object per request in the access log (HTTP API $context variables).
 ACCESS_LOG_FIELDS = {

@@ -19,8 +19,9 @@ from cdk.nag import acknowledge
 from cdk.policies import default_policy
 from cdk.settings import DeploySettings
 from flink_app.config import JobConfig, JobRuntimeConfig, SinkConfig, SinkKind, SourceConfig, SourceKind
+from pulse_build.runtimes import MANAGED_FLINK_RUNTIME
 
-RUNTIME = "FLINK-2_2"
+RUNTIME = MANAGED_FLINK_RUNTIME
 LOG_STREAM = "application"
 MIN_PAUSE_BETWEEN_CHECKPOINTS_MS = 5_000
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from cdk import PROJECT_ROOT
 
-DEFAULT_ZIP = PROJECT_ROOT / "dist" / "pulse-flink.zip"
-BUILD_COMMAND = ("make", "package")
 # Managed Flink's property group for PyFlink: the entry script and the JAR, relative to the zip root.
-RUN_OPTIONS_GROUP = "kinesis.analytics.flink.run.options"
-RUN_OPTIONS = {"python": "main.py", "jarfile": "lib/pulse-connectors.jar"}
+from pulse_build.flink_zip import RUN_OPTIONS, RUN_OPTIONS_GROUP, ZIP_NAME
+
+DEFAULT_ZIP = PROJECT_ROOT / "dist" / ZIP_NAME
+BUILD_COMMAND = ("make", "package")
 
 
 class FlinkArtifactError(RuntimeError):

@@ -1,7 +1,8 @@
 """The API Lambda's code bundle, built without Docker and cached by a hash of its inputs.
 
-Dependencies are installed with pip for the Lambda platform (``manylinux2014_x86_64``, CPython 3.12,
-wheels only), so the host's Python version does not matter; then the ``lambda_api`` package is
+Dependencies are installed with pip for the Lambda platform (:mod:`pulse_build.vendoring`: Linux
+x86_64 wheels for :data:`pulse_build.runtimes.LAMBDA_PYTHON`), so the host's Python version does
+not matter; then the ``lambda_api`` package and the ``pulse_contract`` package it imports are
 copied in. Two cache levels under ``build/lambda-bundle/``: ``deps-<hash>`` (pinned requirements
 and pip flags) and ``bundle-<hash>`` (dependencies plus the package's source). A synth with
 unchanged inputs reuses the bundle without running pip or touching the network; a change to
@@ -16,34 +17,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cdk import PROJECT_ROOT
+from pulse_build import vendoring
+from pulse_build.runtimes import LAMBDA_PYTHON
+from pulse_build.vendoring import PipRunner, VendoringError, pinned, platform_args, vendor
 
 # What the FastAPI app imports at run time; versions come from requirements.txt (one version each).
 LAMBDA_REQUIREMENTS = ("fastapi", "starlette", "mangum", "pydantic", "pydantic-settings")
-PIP_PLATFORM_ARGS = (
-    "--platform",
-    "manylinux2014_x86_64",
-    "--implementation",
-    "cp",
-    "--python-version",
-    "3.12",
-    "--only-binary=:all:",
-)
+PIP_PLATFORM_ARGS = platform_args(LAMBDA_PYTHON)
 PACKAGE = "lambda_api"
+# Project packages the handler imports besides its own.
+SHARED_PACKAGES = (PROJECT_ROOT / "pulse_contract",)
 DEFAULT_CACHE = PROJECT_ROOT / "build" / "lambda-bundle"
 _IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 _IGNORED_SUFFIXES = {".pyc", ".pyo"}
-
-PipRunner = Callable[[Sequence[str]], None]
 
 
 class BundleError(RuntimeError):
@@ -60,15 +53,10 @@ class LambdaBundle:
 
 def pinned_requirements(requirements_file: Path, names: Iterable[str] = LAMBDA_REQUIREMENTS) -> list[str]:
     """``name==version`` for each of ``names`` as pinned in ``requirements_file``."""
-    pins: dict[str, str] = {}
-    for line in requirements_file.read_text().splitlines():
-        match = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)", line)
-        if match:
-            pins[_canonical(match.group(1))] = f"{match.group(1)}=={match.group(2)}"
-    missing = [name for name in names if _canonical(name) not in pins]
-    if missing:
-        raise BundleError(f"{requirements_file}: no pinned (==) version for {', '.join(missing)}")
-    return [pins[_canonical(name)] for name in names]
+    try:
+        return pinned(names, requirements_file)
+    except VendoringError as error:
+        raise BundleError(str(error)) from None
 
 
 def build_bundle(
@@ -76,6 +64,7 @@ def build_bundle(
     requirements_file: Path = PROJECT_ROOT / "requirements.txt",
     cache: Path = DEFAULT_CACHE,
     run_pip: PipRunner | None = None,
+    shared: Sequence[Path] = SHARED_PACKAGES,
 ) -> LambdaBundle:
     """Return the bundle for ``source`` and the pinned requirements, building what is not cached."""
     if not (source / "__init__.py").is_file():
@@ -90,34 +79,20 @@ def build_bundle(
     cache.mkdir(parents=True, exist_ok=True)
     deps = _cached(
         cache / f"deps-{deps_key[:16]}",
-        lambda target: _install(requirements, requirements_file, target, run_pip or _run_pip),
+        lambda target: _install(requirements, requirements_file, target, run_pip or vendoring.run_pip),
     )
-    bundle_key = _digest(deps_key.encode() + _tree_digest(source).encode())
-    bundle = _cached(cache / f"bundle-{bundle_key[:16]}", lambda target: _assemble(deps, source, target))
+    packages = (source, *shared)
+    bundle_key = _digest(deps_key.encode() + "".join(_tree_digest(package) for package in packages).encode())
+    bundle = _cached(cache / f"bundle-{bundle_key[:16]}", lambda target: _assemble(deps, packages, target))
     _prune(cache, keep={deps.name, bundle.name})
     return LambdaBundle(path=bundle, asset_hash=bundle_key)
 
 
-def _install(requirements: Sequence[str], constraints: Path, target: Path, run_pip: PipRunner) -> None:
-    run_pip(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-compile",
-            *PIP_PLATFORM_ARGS,
-            "--target",
-            str(target),
-            "--constraint",
-            str(constraints),
-            *requirements,
-        ]
-    )
-    # Console scripts are useless in Lambda and carry the build host's interpreter path.
-    shutil.rmtree(target / "bin", ignore_errors=True)
+def _install(requirements: Sequence[str], constraints: Path, target: Path, runner: PipRunner) -> None:
+    try:
+        vendor(requirements, target, LAMBDA_PYTHON, constraints=constraints, runner=runner)
+    except VendoringError as error:
+        raise BundleError(f"Lambda dependencies: {error}") from None
     for unwanted in ("boto3", "botocore"):
         if (target / unwanted).exists():
             raise BundleError(
@@ -126,19 +101,10 @@ def _install(requirements: Sequence[str], constraints: Path, target: Path, run_p
             )
 
 
-def _run_pip(command: Sequence[str]) -> None:
-    result = subprocess.run(list(command), capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise BundleError(
-            "pip could not install the Lambda dependencies for manylinux2014_x86_64/cp312 "
-            f"(exit {result.returncode}); it needs PyPI, or PIP_NO_INDEX=1 with PIP_FIND_LINKS "
-            f"pointing at a wheelhouse.\n{result.stderr.strip()[-2000:]}"
-        )
-
-
-def _assemble(deps: Path, source: Path, target: Path) -> None:
+def _assemble(deps: Path, packages: Sequence[Path], target: Path) -> None:
     shutil.copytree(deps, target, copy_function=_link_or_copy, dirs_exist_ok=True)
-    shutil.copytree(source, target / source.name, ignore=_ignore, dirs_exist_ok=True)
+    for package in packages:
+        shutil.copytree(package, target / package.name, ignore=_ignore, dirs_exist_ok=True)
 
 
 def _cached(final: Path, build: Callable[[Path], None]) -> Path:
@@ -193,7 +159,3 @@ def _link_or_copy(source: str, destination: str) -> str:
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()

@@ -11,11 +11,17 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flink_app.anomaly_columns import ANOMALY_COLUMNS
 from flink_app.config import JobConfig, SinkKind, SourceKind, application_properties_path
 from flink_app.detection_operator import ANOMALY_TYPE_INFO, DetectionFunction, row_key
 from pulse_contract import Anomaly
+
+if TYPE_CHECKING:  # PyFlink is imported when a job is built, not when this module is
+    from pyflink.common import JobClient
+    from pyflink.datastream import DataStream, StreamExecutionEnvironment
+    from pyflink.table import StatementSet, StreamTableEnvironment, Table
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 APP_ROOT = PACKAGE_DIR.parent  # the repository, or the unpacked Managed Flink zip
@@ -107,8 +113,8 @@ def align_local_jvm(config: JobConfig) -> None:
 
 @dataclass
 class Environment:
-    env: object  # StreamExecutionEnvironment
-    t_env: object  # StreamTableEnvironment
+    env: StreamExecutionEnvironment
+    t_env: StreamTableEnvironment
 
 
 def create_environment(
@@ -172,8 +178,8 @@ class Pipeline:
     """A built job. Run it with :func:`execute` (streaming) or :func:`collect_anomalies` (backtest)."""
 
     environment: Environment
-    anomalies: object  # DataStream of ANOMALY_COLUMNS rows
-    statements: object | None  # StreamStatementSet: the SQL sinks (none in backtest, which collects)
+    anomalies: DataStream | None  # rows of ANOMALY_COLUMNS (none when built without detection)
+    statements: StatementSet | None  # the SQL sinks (none in backtest, which collects)
 
 
 def build(
@@ -189,32 +195,30 @@ def build(
 
     environment = create_environment(config, bounded, parallelism, flink_conf)
     t_env = environment.t_env
-    t_env.execute_sql(sources.source_ddl(config))  # type: ignore[attr-defined]
-    staged = stages.register(t_env, config)  # type: ignore[arg-type]
+    t_env.execute_sql(sources.source_ddl(config))
+    staged = stages.register(t_env, config)
 
     if not detect:
-        statements = t_env.create_statement_set()  # type: ignore[attr-defined]
+        statements = t_env.create_statement_set()
         columns = ", ".join(f"`{name}` {sql_type}" for name, sql_type in stages.WINDOW_COLUMNS)
-        t_env.execute_sql(  # type: ignore[attr-defined]
-            f"CREATE TEMPORARY TABLE windows_discard ({columns}) WITH ('connector' = 'blackhole')"
-        )
+        t_env.execute_sql(f"CREATE TEMPORARY TABLE windows_discard ({columns}) WITH ('connector' = 'blackhole')")
         statements.add_insert("windows_discard", staged.detection_input)
         return Pipeline(environment, None, statements)
 
     anomalies = detection(environment, staged.detection_input, config, bounded)
     statements = None
     if not bounded:
-        t_env.execute_sql(sinks.anomaly_sink_ddl(config))  # type: ignore[attr-defined]
-        statements = t_env.create_statement_set()  # type: ignore[attr-defined]
-        statements.add_insert(sinks.ANOMALY_SINK, t_env.from_data_stream(anomalies))  # type: ignore[attr-defined]
+        t_env.execute_sql(sinks.anomaly_sink_ddl(config))
+        statements = t_env.create_statement_set()
+        statements.add_insert(sinks.ANOMALY_SINK, t_env.from_data_stream(anomalies))
     return Pipeline(environment, anomalies, statements)
 
 
-def detection(environment: Environment, windows: object, config: JobConfig, bounded: bool) -> object:
+def detection(environment: Environment, windows: Table, config: JobConfig, bounded: bool) -> DataStream:
     """The aggregate stream into the Python operator, keyed by subject; anomaly rows out."""
     from pyflink.common.typeinfo import Types
 
-    stream = environment.t_env.to_data_stream(windows)  # type: ignore[attr-defined]
+    stream = environment.t_env.to_data_stream(windows)
     stall_ms = (config.windows.idle_timeout_s + config.windows.watermark_delay_s) * 1000
     function = DetectionFunction(
         config.detect,
@@ -230,25 +234,27 @@ def detection(environment: Environment, windows: object, config: JobConfig, boun
 
 def _attach_sinks(pipeline: Pipeline) -> None:
     if pipeline.statements is not None:
-        pipeline.statements.attach_as_datastream()  # type: ignore[attr-defined]
+        pipeline.statements.attach_as_datastream()
 
 
 def execute(pipeline: Pipeline, name: str = JOB_NAME) -> None:
     """Run until cancelled (streaming) or until the input ends."""
     _attach_sinks(pipeline)
-    pipeline.environment.env.execute(name)  # type: ignore[attr-defined]
+    pipeline.environment.env.execute(name)
 
 
-def execute_async(pipeline: Pipeline, name: str = JOB_NAME) -> object:
+def execute_async(pipeline: Pipeline, name: str = JOB_NAME) -> JobClient:
     """Submit and return Flink's ``JobClient`` (status, cancel): for tests and tools."""
     _attach_sinks(pipeline)
-    return pipeline.environment.env.execute_async(name)  # type: ignore[attr-defined]
+    return pipeline.environment.env.execute_async(name)
 
 
 def collect_anomalies(pipeline: Pipeline) -> Iterator[Anomaly]:
     """Run a bounded pipeline and yield its anomalies as they are emitted."""
     _attach_sinks(pipeline)
+    if pipeline.anomalies is None:
+        raise ValueError("the pipeline was built without detection (detect=False): there are no anomalies to collect")
     names = [name for name, _ in ANOMALY_COLUMNS]
-    with pipeline.anomalies.execute_and_collect(JOB_NAME) as results:  # type: ignore[attr-defined]
+    with pipeline.anomalies.execute_and_collect(JOB_NAME) as results:
         for row in results:
             yield Anomaly.from_record(dict(zip(names, row, strict=True)))

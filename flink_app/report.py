@@ -38,7 +38,7 @@ class SummaryRow:
 
 
 def summarize(anomalies: Iterable[Anomaly]) -> list[SummaryRow]:
-    """Group records by kind and subject, in DESIGN.md's kind order, then by first seen."""
+    """Group records by kind and subject, in the contract's kind order (pulse_contract.KINDS), then by first seen."""
     groups: dict[tuple[str, str, str], list[Anomaly]] = {}
     for anomaly in anomalies:
         groups.setdefault((anomaly.kind, anomaly.subject_type, anomaly.subject), []).append(anomaly)

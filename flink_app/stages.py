@@ -40,6 +40,7 @@ from flink_app.detect.windows import MIN_LATENCY_MS
 from flink_app.event_columns import INVALID_EVENT_TIME_MS, RAW_COLUMN, sql_interval
 from flink_app.sources import RAW_EVENTS
 from pulse_contract import UNMATCHED_ROUTE
+from pulse_contract.request_event import MAX_ID_CHARS, STATUS_RANGE
 
 if TYPE_CHECKING:
     from pyflink.table import StreamTableEnvironment, Table
@@ -59,7 +60,6 @@ SIDE_SUBJECT_TYPES = (REJECTED, LATE)
 
 MAX_SUBJECT_CHARS = 512
 REJECTED_SAMPLE_CHARS = 256
-MAX_ID_CHARS = 128
 
 # The aggregate stream's columns, in order, with their SQL types. Route rows leave the client
 # columns NULL and client rows the route columns. Names are the detect.model field names.
@@ -123,7 +123,7 @@ def valid_condition(config: JobConfig) -> str:
         f" AND `id` IS NOT NULL AND CHAR_LENGTH(`id`) BETWEEN 1 AND {MAX_ID_CHARS}"
         f" AND `route` IS NOT NULL AND CHAR_LENGTH(`route`) BETWEEN 1 AND {MAX_SUBJECT_CHARS}"
         f" AND `client_ip` IS NOT NULL AND CHAR_LENGTH(`client_ip`) BETWEEN 1 AND {MAX_SUBJECT_CHARS}"
-        " AND `status` BETWEEN 100 AND 599"
+        f" AND `status` BETWEEN {STATUS_RANGE[0]} AND {STATUS_RANGE[1]}"
         " AND `latency_ms` >= 0"
     )
 

@@ -9,8 +9,8 @@ from typing import Any
 from fastapi import FastAPI
 from mangum import Mangum
 
-from lambda_api.extension import cancel_response_watch, watch_response_post
-from lambda_api.publishers.after_response import AfterResponsePublisher
+from lambda_api.lambda_delivery.after_response import AfterResponsePublisher
+from lambda_api.lambda_delivery.extension import cancel_response_watch, watch_response_post
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

@@ -34,8 +34,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -51,6 +49,7 @@ from pulse_local import demo_profile
 from pulse_local.demo_traffic import SHOP_ROUTES, Driver, as_shop_labels, schedule
 from pulse_local.emulator import Emulator, EmulatorError, connect, create_anomaly_table, create_stream, free_port
 from pulse_local.evaluation import Evaluation, evaluate
+from pulse_local.flink_rest import FlinkRest
 from pulse_local.traffic import Injection, TrafficGenerator, TrafficSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,7 +198,7 @@ class FlinkJob:
     def __init__(self, groups: list[dict[str, Any]]) -> None:
         self.groups = groups
         self.rest_port = free_port()
-        self.rest = f"http://127.0.0.1:{self.rest_port}"
+        self.rest = FlinkRest.on_port(self.rest_port, timeout_s=3)
         self.client: Any = None
         self.error: BaseException | None = None
         self.submitted = threading.Event()
@@ -228,10 +227,6 @@ class FlinkJob:
         finally:
             self.submitted.set()
 
-    def _get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.rest + path, timeout=3) as response:
-            return json.load(response)
-
     @property
     def job_id(self) -> str | None:
         return str(self.client.get_job_id()) if self.client is not None else None
@@ -242,13 +237,9 @@ class FlinkJob:
         if self.client is None:
             return "starting"
         try:
-            return str(self._get(f"/jobs/{self.job_id}")["state"])
+            return str(self.rest.get(f"/jobs/{self.job_id}")["state"])
         except (OSError, ValueError, KeyError):
             return "?"
-
-    def _metrics(self, vertex: str, names: list[str]) -> list[dict[str, Any]]:
-        base = f"/jobs/{self.job_id}/vertices/{vertex}/metrics"
-        return list(self._get(f"{base}?get={','.join(names)}")) if names else []
 
     def source_lag_ms(self) -> float | None:
         """The Kinesis source's ``millisBehindLatest``, the largest over its splits (None until reported)."""
@@ -256,35 +247,28 @@ class FlinkJob:
             return None
         try:
             if self._lag_ids is None:
-                vertices = self._get(f"/jobs/{self.job_id}")["vertices"]
-                source = vertices[0]
+                source = self.rest.vertices(str(self.job_id))[0]
                 self._source_vertex, self.source_name = source["id"], source["name"]
-                ids = [m["id"] for m in self._get(f"/jobs/{self.job_id}/vertices/{source['id']}/metrics")]
-                lag = [i for i in ids if i.endswith("millisBehindLatest")]
+                lag = [
+                    i for i in self.rest.metric_ids(str(self.job_id), source["id"]) if i.endswith("millisBehindLatest")
+                ]
                 if not lag:
                     return None
                 self._lag_ids = lag
-            values = [float(m["value"]) for m in self._metrics(str(self._source_vertex), self._lag_ids)]
+            values = self.rest.metric_values(str(self.job_id), str(self._source_vertex), self._lag_ids)
             values = [v for v in values if v >= 0]
             return max(values) if values else None
         except (OSError, ValueError, KeyError, IndexError):
             return None
 
     def metric(self, name: str) -> int:
-        """The job's ``kinesisanalytics.<name>`` summed over vertices and subtasks."""
+        """The job's ``kinesisanalytics.<name>`` summed over vertices and subtasks (0 until reported)."""
         if self.client is None:
             return 0
-        from flink_app.metrics import METRIC_GROUP
-
-        total = 0
         try:
-            for vertex in self._get(f"/jobs/{self.job_id}")["vertices"]:
-                ids = [m["id"] for m in self._get(f"/jobs/{self.job_id}/vertices/{vertex['id']}/metrics")]
-                wanted = [i for i in ids if i.split(".", 2)[-1] == f"{METRIC_GROUP}.{name}"]
-                total += sum(int(float(m["value"])) for m in self._metrics(vertex["id"], wanted))
+            return self.rest.job_metric(str(self.job_id), name)
         except (OSError, ValueError, KeyError):
-            pass
-        return total
+            return 0
 
     def source_kind(self) -> str:
         """Which Flink source reads the events: the Kinesis source reports ``millisBehindLatest`` per split."""

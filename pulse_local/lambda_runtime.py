@@ -53,6 +53,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from pulse_build.runtimes import LAMBDA_PYTHON
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_API = "/2018-06-01/runtime"
 EXTENSIONS_API = "/2020-01-01/extension"
@@ -60,7 +62,7 @@ MAX_EXTENSIONS = 10
 INTERNAL_EXTENSION_SHUTDOWN_S = 0.5  # runtime + internal extensions: 500 ms after SIGTERM
 EXTERNAL_EXTENSION_SHUTDOWN_S = 2.0
 LOCAL_ACCOUNT = "000000000000"  # only in the invoked-function ARN handed to the handler
-EXECUTION_ENV = "AWS_Lambda_python3.12"  # the deployed runtime (cdk/api.py RUNTIME)
+EXECUTION_ENV = f"AWS_Lambda_python{LAMBDA_PYTHON}"  # the deployed runtime
 
 
 class LambdaRuntimeError(RuntimeError):

@@ -3,8 +3,8 @@
 ``python -m pulse_local.managed_flink dist/pulse-flink.zip --properties props.json`` unpacks the zip
 into a fresh directory and starts its entry point as the service does for a PyFlink application:
 
-* the runtime's Python (3.12 on ``FLINK-2_2``) with only PyFlink installed: everything else the job
-  imports must come from the zip (``deps/``), as on the service;
+* the runtime's Python (:data:`pulse_build.runtimes.MANAGED_FLINK_PYTHON`) with only PyFlink
+  installed: everything else the job imports must come from the zip (``deps/``), as on the service;
 * the application properties (the list of property groups of the ``CfnApplication``) at the path
   the job reads them from on the service, named here by ``PULSE_APPLICATION_PROPERTIES``;
 * the ``kinesis.analytics.flink.run.options`` group says which file is the entry point (``python``)
@@ -33,12 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from flink_app.config import APPLICATION_PROPERTIES_ENV
-from flink_app.packaging import PYTHON_VERSION, pinned
+from pulse_build.flink_zip import RUN_OPTIONS_GROUP
+from pulse_build.runtimes import MANAGED_FLINK_PYTHON
+from pulse_build.vendoring import pinned
 from pulse_local.processes import without_pyflink_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNTIME_DIR = ROOT / "build" / f"managed-flink-python{PYTHON_VERSION}"
-RUN_OPTIONS_GROUP = "kinesis.analytics.flink.run.options"
+RUNTIME_DIR = ROOT / "build" / f"managed-flink-python{MANAGED_FLINK_PYTHON}"
 PYTHON_ENV = "PULSE_RUNTIME_PYTHON"  # an interpreter of the runtime's version, if not found by itself
 # This process's Python and JVM set-up, which the service's entry point does not inherit (PyFlink's
 # own run-time variables go too: pulse_local.processes).
@@ -52,7 +53,7 @@ class ManagedRuntimeError(RuntimeError):
     """The local runtime cannot be prepared (no Python of the runtime's version, pip failed)."""
 
 
-def find_python(version: str = PYTHON_VERSION, environ: Mapping[str, str] = os.environ) -> Path:
+def find_python(version: str = MANAGED_FLINK_PYTHON, environ: Mapping[str, str] = os.environ) -> Path:
     """An interpreter of ``version``: $PULSE_RUNTIME_PYTHON, ``pythonX.Y`` on PATH, or pyenv's."""
     candidates: list[Path] = []
     if environ.get(PYTHON_ENV):
@@ -79,7 +80,7 @@ def find_python(version: str = PYTHON_VERSION, environ: Mapping[str, str] = os.e
 def runtime_python(directory: Path = RUNTIME_DIR) -> Path:
     """The runtime's interpreter with the pinned PyFlink, created on first use."""
     python = directory / "bin" / "python"
-    requirement = pinned(["apache-flink"])[0]
+    requirement = pinned(["apache-flink"], ROOT / "requirements.txt")[0]
     stamp = directory / ".requirement"
     if python.exists() and stamp.exists() and stamp.read_text() == requirement:
         return python

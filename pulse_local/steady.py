@@ -1,4 +1,4 @@
-"""Evenly spread request events (DESIGN.md schema v1) for pipeline tests and throughput benchmarks.
+"""Evenly spread request events (schema v1, pulse_contract.request_event) for pipeline tests and throughput benchmarks.
 
 Deterministic for a given seed: steady traffic over many routes and clients with exact counts per
 window, plus optional spikes laid on top. Realistic labelled traffic lives in ``pulse_local.traffic``.

@@ -49,7 +49,7 @@ def stream(emulator: Emulator) -> tuple[str, str]:
 
 @pytest.fixture
 def anomaly_table(emulator: Emulator) -> str:
-    """A fresh anomaly table of DESIGN.md's shape."""
+    """A fresh anomaly table with the contract's keys and index."""
     name = unique_name("pulse-anomalies")
     create_anomaly_table(emulator, name)
     return name

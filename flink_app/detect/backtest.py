@@ -26,7 +26,9 @@ Progress = Callable[[int, int], None]
 
 
 @dataclass
-class BacktestResult:
+class ReferenceBacktest:
+    """What the pure-Python backtest found, and what it went through."""
+
     anomalies: list[Anomaly]
     states: dict[str, SubjectState] = field(default_factory=dict)
     route_windows: int = 0
@@ -49,7 +51,7 @@ def replay_windows(
     watermark_end: int | None = None,
     fire_timers: bool = True,
     progress: Progress | None = None,
-) -> BacktestResult:
+) -> ReferenceBacktest:
     """Feed windows (each list ordered by ``window_end``) and timers to ``engine`` in event-time order.
 
     ``watermark_end``: the last watermark of the input. Windows that end after it are still open
@@ -114,7 +116,7 @@ def replay_windows(
             progress(done, total)
     if fire_timers and watermark_end is not None:
         fire(watermark_end)
-    return BacktestResult(out, states, len(routes), judged_clients)
+    return ReferenceBacktest(out, states, len(routes), judged_clients)
 
 
 def backtest(
@@ -125,7 +127,7 @@ def backtest(
     watermark_delay_ms: int = 5_000,
     clock_ms: Callable[[], int] | None = None,
     progress: Progress | None = None,
-) -> BacktestResult:
+) -> ReferenceBacktest:
     """Events -> reference window aggregates -> engine: the whole job's detection, without Flink."""
     aggregates = aggregate(events, geometry)
     engine = DetectionEngine(settings, clock_ms)

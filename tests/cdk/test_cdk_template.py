@@ -98,13 +98,16 @@ def test_stream_shards_and_retention_follow_the_context(variant_synth: Synthesis
 # --- anomaly store -------------------------------------------------------------------------------
 
 
-def test_table_has_the_emulator_s_key_schema_and_index(default_synth: Synthesis) -> None:
+def test_table_has_the_emulator_s_key_schema_index_and_ttl(default_synth: Synthesis) -> None:
     # Given the arguments the local emulator creates its anomaly table with
     captured: dict[str, Any] = {}
 
     class RecordingDynamoDB:
         def create_table(self, **kwargs: Any) -> None:
             captured.update(kwargs)
+
+        def update_time_to_live(self, TableName: str, TimeToLiveSpecification: dict[str, Any]) -> None:
+            captured["TimeToLiveSpecification"] = TimeToLiveSpecification
 
         def describe_table(self, TableName: str) -> dict[str, Any]:
             return {"Table": {"TableStatus": "ACTIVE"}}
@@ -122,6 +125,7 @@ def test_table_has_the_emulator_s_key_schema_and_index(default_synth: Synthesis)
     assert table["KeySchema"] == captured["KeySchema"]
     assert table["GlobalSecondaryIndexes"] == captured["GlobalSecondaryIndexes"]
     assert table["BillingMode"] == captured["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["TimeToLiveSpecification"] == captured["TimeToLiveSpecification"]
 
 
 def test_table_has_ttl_pitr_and_encryption(default_synth: Synthesis) -> None:

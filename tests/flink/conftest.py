@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,9 +18,9 @@ from flink_app import job
 from flink_app.cli import BacktestResult, run_backtest
 from flink_app.config import JobConfig
 from flink_app.detect.backtest import backtest
-from flink_app.metrics import METRIC_GROUP
 from pulse_contract import Anomaly
 from pulse_local.emulator import free_port
+from pulse_local.flink_rest import FlinkRest
 from pulse_local.traffic import Injection, TrafficGenerator, TrafficSpec
 
 # Small windows keep the tests short: a 4 s route window sliding by 2 s, 4 s client windows.
@@ -67,26 +66,15 @@ class RunningJob:
 
     def __init__(self, client: Any, rest_port: int) -> None:
         self.client = client
-        self.rest = f"http://127.0.0.1:{rest_port}"
-
-    def _get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.rest + path, timeout=5) as response:
-            return json.load(response)
-
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
-        request = urllib.request.Request(
-            self.rest + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return json.load(response)
+        self.rest = FlinkRest.on_port(rest_port)
 
     def checkpoint(self, timeout_s: float = 60) -> str:
         """Take a checkpoint now (Flink's REST API) and return where it is stored."""
         job_id = str(self.client.get_job_id())
-        trigger = self._post(f"/jobs/{job_id}/checkpoints", {"checkpointType": "FULL"})["request-id"]
+        trigger = self.rest.post(f"/jobs/{job_id}/checkpoints", {"checkpointType": "FULL"})["request-id"]
 
         def completed() -> int | None:
-            answer = self._get(f"/jobs/{job_id}/checkpoints/{trigger}")
+            answer = self.rest.get(f"/jobs/{job_id}/checkpoints/{trigger}")
             if answer["status"]["id"] != "COMPLETED":
                 return None
             if answer["operation"].get("failure-cause"):
@@ -94,22 +82,14 @@ class RunningJob:
             return int(answer["operation"]["checkpointId"])
 
         checkpoint_id = poll(completed, timeout_s, "the checkpoint")
-        return str(self._get(f"/jobs/{job_id}/checkpoints/details/{checkpoint_id}")["external_path"])
+        return str(self.rest.get(f"/jobs/{job_id}/checkpoints/details/{checkpoint_id}")["external_path"])
 
     def status(self) -> str:
         return str(self.client.get_job_status().result().name)
 
     def metric(self, name: str) -> int:
         """Sum over subtasks of the job's ``kinesisanalytics.<name>`` metric (0 while not yet reported)."""
-        name = f"{METRIC_GROUP}.{name}"
-        job_id = str(self.client.get_job_id())
-        total = 0
-        for vertex in self._get(f"/jobs/{job_id}")["vertices"]:
-            base = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
-            wanted = [m["id"] for m in self._get(base) if m["id"].split(".", 2)[-1] == name]
-            if wanted:
-                total += sum(int(float(m["value"])) for m in self._get(f"{base}?get={','.join(wanted)}"))
-        return total
+        return self.rest.job_metric(str(self.client.get_job_id()), name)
 
 
 @contextmanager

@@ -46,7 +46,7 @@ def test_backtest_writes_exactly_the_records_of_the_pure_python_backtest(
 def test_backtest_output_is_one_record_per_line_in_key_order(flink_backtest: FlinkBacktest) -> None:
     records = [json.loads(line) for line in flink_backtest.output_lines]
     assert len(records) == len(flink_backtest.result.anomalies)
-    assert [Anomaly.from_record(r).to_record() for r in records] == records  # DESIGN.md's shape, phase included
+    assert [Anomaly.from_record(r).to_record() for r in records] == records  # the contract's shape, phase included
     assert [(r["pk"], r["sk"]) for r in records] == sorted((r["pk"], r["sk"]) for r in records)
 
 

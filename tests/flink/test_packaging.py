@@ -31,7 +31,7 @@ def application_zip(connector_jar: Path, tmp_path_factory: pytest.TempPathFactor
     """`make package`'s zip: the command it runs, into a directory of the test's."""
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "flink_app.packaging", "--jar", str(connector_jar), "--out", str(out)],
+        [sys.executable, "-m", "pulse_build.flink_zip", "--jar", str(connector_jar), "--out", str(out)],
         cwd=ROOT,
         check=True,
         capture_output=True,

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from lambda_api import lambda_delivery
-from lambda_api.extension import cancel_response_watch, watch_response_post
 from lambda_api.lambda_delivery import extensions_api_unavailable, lambda_publisher
-from lambda_api.publishers.after_response import AfterResponsePublisher
+from lambda_api.lambda_delivery.after_response import AfterResponsePublisher
+from lambda_api.lambda_delivery.extension import cancel_response_watch, watch_response_post
 from lambda_api.publishers.delivery import KinesisDelivery, kinesis_client
 from lambda_api.publishers.fallback import FallbackLog
 from lambda_api.publishers.kinesis import RequestKinesisPublisher

@@ -101,7 +101,7 @@ def all_pages(api: TestClient, **params: Any) -> tuple[list[dict[str, Any]], int
 def test_one_subject_newest_first_with_every_design_field(api: TestClient) -> None:
     # when one route's anomalies are asked for
     response = api.get("/monitoring/anomalies", params={"subject_type": "route", "subject": ITEMS, "until": UNTIL})
-    # then they come newest first, as DESIGN.md's records
+    # then they come newest first, as the contract's records
     body = response.json()
     assert response.status_code == 200
     assert keys(body["items"]) == expected(lambda a: a.pk == f"route#{ITEMS}" and a.kind != "silence")

@@ -29,7 +29,7 @@ def sample(**overrides: object) -> RequestEvent:
     return RequestEvent(**fields)  # type: ignore[arg-type]
 
 
-def test_fields_are_exactly_design_md_schema_v1() -> None:
+def test_fields_are_exactly_schema_v1_which_never_changes() -> None:
     assert FIELD_NAMES == (
         "v", "id", "ts", "method", "route", "path", "status", "latency_ms", "client_ip", "user_agent", "bytes_out",
     )  # fmt: skip

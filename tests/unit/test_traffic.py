@@ -9,21 +9,8 @@ from collections import Counter
 import pytest
 
 from pulse_contract import KINDS, UNMATCHED_ROUTE
+from pulse_contract.request_event import FIELD_TYPES as FIELDS
 from pulse_local.traffic import ROUTES, Injection, TrafficGenerator, TrafficSpec, labelled_traffic
-
-FIELDS = {
-    "v": int,
-    "id": str,
-    "ts": int,
-    "method": str,
-    "route": str,
-    "path": str,
-    "status": int,
-    "latency_ms": float,
-    "client_ip": str,
-    "user_agent": str,
-    "bytes_out": int,
-}
 
 
 @pytest.fixture(scope="module")

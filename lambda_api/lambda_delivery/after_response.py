@@ -2,7 +2,7 @@
 
 The handler queues each request's event (:meth:`AfterResponsePublisher.publish`, no I/O) and says
 when it returned and when the runtime client posted its response. The internal extension
-(:mod:`lambda_api.extension`) receives every invocation's INVOKE event when the invocation starts,
+(:mod:`lambda_api.lambda_delivery.extension`) receives every invocation's INVOKE event when the invocation starts,
 calls :meth:`AfterResponsePublisher.serve_invocation`, which waits for that invocation's response
 to be posted and then delivers what is queued with the shared :class:`KinesisDelivery` (same
 retries, budget and fallback log as the other publishers), and only then asks Lambda for its next

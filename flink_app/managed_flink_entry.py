@@ -1,4 +1,7 @@
-"""Managed Service for Apache Flink entry point (run option ``python``: ``main.py``).
+"""Managed Service for Apache Flink entry point: the zip's ``main.py`` (run option ``python``).
+
+Not the CDK app (that is ``app.py`` at the repository root); :mod:`pulse_build.flink_zip` copies
+this file to the zip's root as ``main.py``.
 
 The same code as ``python -m flink_app run``: configuration from the application properties
 (``/etc/flink/application_properties.json``), or from ``--config FILE`` locally.

@@ -54,8 +54,8 @@ def lambda_publisher(settings: ApiSettings, environ: Mapping[str, str] | None = 
     if not wants_after_response(settings, environ):
         return build_publisher(settings)
 
-    from lambda_api.extension import ExtensionsApiError, InternalExtension, on_sigterm
-    from lambda_api.publishers.after_response import AfterResponsePublisher
+    from lambda_api.lambda_delivery.after_response import AfterResponsePublisher
+    from lambda_api.lambda_delivery.extension import ExtensionsApiError, InternalExtension, on_sigterm
 
     reason = extensions_api_unavailable(environ)
     if reason is None:
