@@ -244,7 +244,7 @@ class RouteDetector:
         findings: list[Finding] = []
         count = float(window.count)
         p = s.window_p(state.size_ms)
-        if state.count.samples >= s.route_warmup_windows:
+        if state.count.samples >= s.route_warmup_windows and self._knows_the_day(state):
             expected = self.expected_count(state, window.window_end)
             threshold = self.spike_threshold(state, expected, p, window.window_end)
             spike = self._sustained(
@@ -357,6 +357,12 @@ class RouteDetector:
         ):
             return finding
         return Finding(finding.kind, finding.observed, finding.expected, finding.score, True)
+
+    def _knows_the_day(self, state: RouteState) -> bool:
+        """Whether counts can be judged at all: the level follows the day by itself, or the daily profile
+        is in use. At coarse windows (5 minutes and more) the level lags the day by hours until then,
+        and every night of the first two days looked like a drop (weekly regime)."""
+        return self._ms(state, "route_halflife_s") <= FOLLOWS_THE_DAY_MS or state.season_stage >= 1
 
     def _follows_the_day(self, state: RouteState) -> bool:
         """Whether a lasting change can be told from the route's rhythm: the level follows the day by
