@@ -26,10 +26,12 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
-$(CONNECTOR_JAR): jars/pom.xml jars/build.sh
+JAVA_SOURCES := $(shell find jars/src -name '*.java' 2>/dev/null)
+
+$(CONNECTOR_JAR): jars/pom.xml jars/build.sh $(JAVA_SOURCES)
 	@MVN=$(MVN) jars/build.sh
 
-# The JAR is built when missing or when the pom changed. When the repository cannot provide the
+# The JAR is built when missing or when the pom or a Java source changed. When the repository cannot provide the
 # connectors, setup goes on (the reason is in jars/.unavailable) and the tests that need the JAR
 # are skipped with that reason; `make jars`, `make package` and `make demo` still fail.
 setup: $(STAMP) ## create/refresh .venv and the connector JAR (idempotent)

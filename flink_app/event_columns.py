@@ -1,11 +1,16 @@
 """The request event (schema v1) as Flink SQL columns over one raw record.
 
 Records are read whole (``'format'='raw'``, one STRING column) so that nothing the format could
-reject is dropped silently: every field is extracted with ``JSON_VALUE`` and ``TRY_CAST``, which
-give NULL for bad JSON, a missing field or a wrong type, and :mod:`flink_app.stages` counts and
-sets those rows aside. The fields are computed columns of the source table: computed once, before
-the watermark, and shared by every branch of the plan (a view would be merged into each branch
-and parse the JSON again there).
+reject is dropped silently. Each record is parsed once, in the JVM, by the job's function
+``PULSE_EVENT_FIELDS`` (``jars/src/main/java/dev/pulse/flink/EventFields.java``, in the connector
+JAR): it returns whether the record is a JSON object and each field's text exactly as
+``JSON_VALUE`` would (NULL for bad JSON, a missing field, a JSON null, an object or an array), and
+``TRY_CAST`` types them, so that bad JSON, a missing field or a wrong type still give NULL and
+:mod:`flink_app.stages` counts and sets those rows aside with the same reasons as before. The
+fields are computed columns of the source table: computed once, before the watermark, in one
+projection shared by every branch of the plan (a view would be merged into each branch and parse
+the record again there). Flink 2.2 calls the function once per field read from it; the function
+keeps its last record and result, so that one row is parsed once.
 """
 
 from __future__ import annotations
@@ -32,14 +37,33 @@ class ComputedColumn:
         return f"`{self.name}` AS {self.expression}"
 
 
+# The JVM function that parses a record once (registered by :func:`function_ddl`) and its result.
+FIELDS_FUNCTION = "PULSE_EVENT_FIELDS"
+FIELDS_FUNCTION_CLASS = "dev.pulse.flink.EventFields"
+PARSED_FIELDS = ("is_object", "id", "route", "status", "latency_ms", "client_ip", "ts")
+
+
+def function_ddl() -> str:
+    """Registers :data:`FIELDS_FUNCTION`; the connector JAR must be on the job's class path."""
+    return (
+        f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {FIELDS_FUNCTION} AS '{FIELDS_FUNCTION_CLASS}' LANGUAGE JAVA"
+    )
+
+
+def _parsed(name: str) -> str:
+    return f"{FIELDS_FUNCTION}(`{RAW_COLUMN}`).`{name}`"
+
+
 def _field(path: str, sql_type: str | None = None) -> str:
-    value = f"JSON_VALUE(`{RAW_COLUMN}`, '$.{path}')"
+    value = _parsed(path)  # the text JSON_VALUE(line, '$.<path>') gives
     return f"TRY_CAST({value} AS {sql_type})" if sql_type else value
 
 
-# The fields the stages use, in schema v1's names (``id`` for deduplication). Others (method, path,
-# user_agent, bytes_out) are not needed by any window, so they are not parsed at all.
+# The fields the stages use, in schema v1's names (``id`` for deduplication), and whether the record
+# is a JSON object at all (the reason of a rejected record). Others (method, path, user_agent,
+# bytes_out) are not needed by any window: the parse skips them.
 EVENT_COLUMNS: tuple[ComputedColumn, ...] = (
+    ComputedColumn("json_object", "BOOLEAN", _parsed("is_object")),
     ComputedColumn("id", "STRING", _field("id")),
     ComputedColumn("route", "STRING", _field("route")),
     ComputedColumn("status", "INT", _field("status", "INT")),
@@ -85,13 +109,9 @@ def watermark_expression(watermark_delay_s: int) -> str:
     return f"`event_time` - {sql_interval(watermark_delay_s * 1000 + 1)}"
 
 
-# Arrival (processing) time: the deduplication keeps the first copy of an id to arrive.
-ARRIVAL_COLUMN = ComputedColumn("arrival", "TIMESTAMP_LTZ(3)", "PROCTIME()")
-
-
 def columns_ddl(watermark_delay_s: int) -> str:
     """The column list of a raw source table: the raw record, the parsed fields, the watermark."""
     lines = [f"`{RAW_COLUMN}` STRING"]
-    lines += [column.ddl() for column in (*EVENT_COLUMNS, ARRIVAL_COLUMN)]
+    lines += [column.ddl() for column in EVENT_COLUMNS]
     lines.append(f"WATERMARK FOR `event_time` AS {watermark_expression(watermark_delay_s)}")
     return ",\n  ".join(lines)

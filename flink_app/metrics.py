@@ -18,6 +18,10 @@ REJECTED_RATE = REJECTED + RATE_SUFFIX
 LATE_RATE = LATE + RATE_SUFFIX
 RATE_WINDOW_S = 60
 
+# Records the event parse function (flink_app/event_columns.py, EventFields.java) parsed: one per
+# record read, rejected ones included.
+PARSED = "parsedRecords"
+
 WINDOWS_EVALUATED = "windowsEvaluated"
 ANOMALIES_DETECTED = "anomaliesDetected"
 SILENCE_CHECKS = "silenceChecks"

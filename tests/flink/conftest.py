@@ -34,6 +34,13 @@ WINDOWS = {
 DETECT = {"route.warmup.windows": "4"}
 
 
+@pytest.fixture(autouse=True)
+def _needs_the_connector_jar(connector_jar: Path) -> Path:
+    """Every job loads the connector JAR (it holds the function that parses each record): without
+    it a Flink test is skipped or fails as ``connector_jar`` says, not half-way through a job."""
+    return connector_jar
+
+
 def small_config(*groups: dict[str, Any]) -> JobConfig:
     """A configuration with test-sized windows plus the given property groups."""
     return JobConfig.from_property_groups(
