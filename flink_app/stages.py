@@ -7,7 +7,7 @@
    ``pulse.job`` ``dedup.ttl.s``, the first is kept (``ROW_NUMBER`` over arrival time, which Flink
    runs as an insert-only deduplication; its state expires after that time).
 2. **Route windows.** Sliding (HOP) windows per route: count, 4xx, 5xx, mean, max and mean log
-   latency.
+   latency, and the busiest single client's count (aggregated per route and client first).
 3. **Client windows.** Tumbling windows per client IP: count, distinct routes, unmatched paths,
    404s, 401/403s; the population's figures for the same window (clients, mean and standard
    deviation of the count, over every client) are a cascaded window aggregate joined back by
@@ -74,6 +74,7 @@ WINDOW_COLUMNS: tuple[tuple[str, str], ...] = (
     ("latency_mean", "DOUBLE"),
     ("latency_max", "DOUBLE"),
     ("latency_log_mean", "DOUBLE"),
+    ("top_client_count", "BIGINT"),
     ("distinct_routes", "BIGINT"),
     ("unmatched", "BIGINT"),
     ("not_found", "BIGINT"),
@@ -83,7 +84,15 @@ WINDOW_COLUMNS: tuple[tuple[str, str], ...] = (
     ("pop_std_count", "DOUBLE"),
     ("detail", "STRING"),  # side rows only: the start of the record
 )
-ROUTE_COLUMNS = ("count", "errors_4xx", "errors_5xx", "latency_mean", "latency_max", "latency_log_mean")
+ROUTE_COLUMNS = (
+    "count",
+    "errors_4xx",
+    "errors_5xx",
+    "latency_mean",
+    "latency_max",
+    "latency_log_mean",
+    "top_client_count",
+)
 CLIENT_COLUMNS = (
     "count",
     "distinct_routes",
@@ -201,19 +210,33 @@ EVERY_EVENT = " AND ".join(f"`{name}` IS NOT NULL" for name in EVENT_FIELDS)
 
 
 def route_windows_sql(config: JobConfig) -> str:
+    """Per route and HOP window; two levels, per route and client first, so that ``top_client_count``
+    (the busiest client's requests) comes with the window. The per-route figures are the sums of the
+    per-client ones (means as sum / count)."""
     w = config.windows
     return f"""
 SELECT 'route' AS subject_type, `route` AS subject,
   {_epoch_ms("window_start")} AS window_start_ms, {_epoch_ms("window_end")} AS window_end_ms,
-  COUNT(*) AS `count`,
-  CAST(SUM(CASE WHEN `status` >= 400 AND `status` < 500 THEN 1 ELSE 0 END) AS BIGINT) AS errors_4xx,
-  CAST(SUM(CASE WHEN `status` >= 500 THEN 1 ELSE 0 END) AS BIGINT) AS errors_5xx,
-  AVG(`latency_ms`) AS latency_mean,
-  MAX(`latency_ms`) AS latency_max,
-  AVG(LN(GREATEST(`latency_ms`, CAST({MIN_LATENCY_MS!r} AS DOUBLE)))) AS latency_log_mean
-FROM TABLE(HOP(TABLE `{EVENTS}`, DESCRIPTOR(`event_time`),
-               {sql_interval(w.route_slide_s * 1000)}, {sql_interval(w.route_size_s * 1000)}))
-WHERE {EVERY_EVENT}
+  SUM(`count`) AS `count`,
+  SUM(errors_4xx) AS errors_4xx,
+  SUM(errors_5xx) AS errors_5xx,
+  SUM(latency_sum) / SUM(`count`) AS latency_mean,
+  MAX(latency_max) AS latency_max,
+  SUM(latency_log_sum) / SUM(`count`) AS latency_log_mean,
+  MAX(`count`) AS top_client_count
+FROM (
+  SELECT `route`, `client_ip`, window_start, window_end, window_time,
+    COUNT(*) AS `count`,
+    CAST(SUM(CASE WHEN `status` >= 400 AND `status` < 500 THEN 1 ELSE 0 END) AS BIGINT) AS errors_4xx,
+    CAST(SUM(CASE WHEN `status` >= 500 THEN 1 ELSE 0 END) AS BIGINT) AS errors_5xx,
+    SUM(`latency_ms`) AS latency_sum,
+    MAX(`latency_ms`) AS latency_max,
+    SUM(LN(GREATEST(`latency_ms`, CAST({MIN_LATENCY_MS!r} AS DOUBLE)))) AS latency_log_sum
+  FROM TABLE(HOP(TABLE `{EVENTS}`, DESCRIPTOR(`event_time`),
+                 {sql_interval(w.route_slide_s * 1000)}, {sql_interval(w.route_size_s * 1000)}))
+  WHERE {EVERY_EVENT}
+  GROUP BY `route`, `client_ip`, window_start, window_end, window_time
+)
 GROUP BY `route`, window_start, window_end"""
 
 
@@ -241,13 +264,14 @@ FROM `{CLIENT_COUNTS}`
 GROUP BY window_start, window_end"""
 
 
-def client_candidate_condition(settings: DetectSettings, alias: str = "c") -> str:
-    """SQL predicate over a client-count row: the window is a candidate for the client detectors.
+def client_candidate_condition(settings: DetectSettings, size_ms: int = 60_000, alias: str = "c") -> str:
+    """SQL predicate over a client-count row: the window (``size_ms`` long) is a candidate for the
+    client detectors.
 
     The same floors as :meth:`flink_app.detect.clients.CandidateFloors.admit`, which the pure-Python
     backtest applies.
     """
-    floors = CandidateFloors.from_settings(settings)
+    floors = CandidateFloors.from_settings(settings, size_ms)
     return (
         f"{alias}.`count` >= {floors.count}"
         f" OR GREATEST({alias}.unmatched, {alias}.not_found) >= {floors.scans}"
@@ -266,7 +290,7 @@ SELECT 'client' AS subject_type, c.`client_ip` AS subject,
   p.pop_clients, p.pop_mean_count, COALESCE(p.pop_std_count, 0.0) AS pop_std_count
 FROM `{CLIENT_COUNTS}` c JOIN `{CLIENT_POPULATION}` p
   ON c.window_start = p.window_start AND c.window_end = p.window_end
-WHERE {client_candidate_condition(config.detect)}"""
+WHERE {client_candidate_condition(config.detect, config.windows.client_size_s * 1000)}"""
 
 
 def windows_sql() -> str:

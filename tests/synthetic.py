@@ -34,15 +34,22 @@ class Slide:
     count: int
     errors_5xx: int = 0
     latency_ms: float = 50.0
+    client: int = 0  # of ``count``, the requests of one client (route_windows' ``top_share``)
 
 
 def route_windows(
-    slides: Sequence[Slide | int], route: str = "/items", start_ms: int = T0, tail: bool = False
+    slides: Sequence[Slide | int],
+    route: str = "/items",
+    start_ms: int = T0,
+    tail: bool = False,
+    top_share: float | None = None,
 ) -> list[RouteWindow]:
     """The HOP windows (60 s, sliding by 10 s) over ``slides``; a window without requests is absent.
 
     The traffic goes on after the last slide (its windows are not closed yet), unless ``tail``: then
-    it stops there and the last windows see it fade out.
+    it stops there and the last windows see it fade out. With ``top_share`` the windows carry
+    ``top_client_count``: the larger of the one client's requests (``Slide.client``) and the busiest
+    of the others, taken as that share of their requests.
     """
     items = [s if isinstance(s, Slide) else Slide(int(s)) for s in slides]
     windows = []
@@ -63,6 +70,12 @@ def route_windows(
                 latency_mean=sum(s.latency_ms * s.count for s in covered) / count,
                 latency_max=max(s.latency_ms for s in covered),
                 latency_log_mean=sum(math.log(s.latency_ms) * s.count for s in covered) / count,
+                top_client_count=None
+                if top_share is None
+                else max(
+                    sum(s.client for s in covered),
+                    max(1, round(top_share * sum(s.count - s.client for s in covered))),
+                ),
             )
         )
     return windows

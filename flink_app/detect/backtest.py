@@ -91,7 +91,7 @@ def replay_windows(
             register(key)
 
     done = judged_clients = 0
-    admit = engine.clients.candidates.admit
+    admit = engine.clients.admit
     for window_end, batch in itertools.groupby(merged, key=lambda w: w.window_end):
         # Every window moves event time (the job's watermark follows the events), judged or not.
         if fire_timers:

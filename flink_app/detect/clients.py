@@ -43,6 +43,19 @@ class ClientState:
     size_ms: int = 0  # the window size
 
 
+MINUTE_MS = 60_000
+
+
+def floor_scale(size_ms: int) -> float:
+    """How many times its setting a client count floor is for a window of ``size_ms``.
+
+    ``burst.min.count``, ``scan.min.count`` and ``auth.min.count`` are per minute: a window of a minute
+    or longer scales them with its size (a health monitor sends 450 requests per 30-minute window,
+    15 a minute); a shorter window keeps them whole, so that a second's handful is never a burst.
+    """
+    return max(1.0, size_ms / MINUTE_MS)
+
+
 @dataclass(frozen=True, slots=True)
 class CandidateFloors:
     """The least a client window must hold for any kind to reach the clear level (whole requests)."""
@@ -52,10 +65,11 @@ class CandidateFloors:
     auth: int  # 401/403 (ip_auth_failures)
 
     @classmethod
-    def from_settings(cls, s: DetectSettings) -> CandidateFloors:
+    def from_settings(cls, s: DetectSettings, size_ms: int = MINUTE_MS) -> CandidateFloors:
+        """The floors for client windows of ``size_ms`` (:func:`floor_scale`)."""
         # Every threshold is at least its absolute floor and above the expected level, so a score of
         # alert.clear.score needs at least that share of the floor: below it nothing can be suspicious.
-        c = s.alert_clear_score
+        c = s.alert_clear_score * floor_scale(size_ms)
         return cls(math.ceil(c * s.burst_min_count), math.ceil(c * s.scan_min_count), math.ceil(c * s.auth_min_count))
 
     def admit(self, window: ClientWindow) -> bool:
@@ -96,7 +110,15 @@ class ClientDetector:
 
     def __init__(self, settings: DetectSettings) -> None:
         self.s = settings
-        self.candidates = CandidateFloors.from_settings(settings)
+        self._candidates: dict[int, CandidateFloors] = {}
+
+    def admit(self, window: ClientWindow) -> bool:
+        """Whether ``window`` is a candidate (:class:`CandidateFloors` for its size)."""
+        size = window.window_end - window.window_start
+        floors = self._candidates.get(size)
+        if floors is None:
+            floors = self._candidates[size] = CandidateFloors.from_settings(self.s, size)
+        return floors.admit(window)
 
     def _ms(self, state: ClientState, name: str) -> float:
         return self.s.at_least_windows(name, state.size_ms)
@@ -110,7 +132,7 @@ class ClientDetector:
 
     def on_window(self, state: ClientState, window: ClientWindow) -> list[Transition]:
         """Judge and learn a candidate window; any other window is ignored (see the module's docstring)."""
-        if not self.candidates.admit(window):
+        if not self.admit(window):
             return []
         state.client_ip = window.client_ip
         state.size_ms = window.window_end - window.window_start
@@ -133,7 +155,8 @@ class ClientDetector:
         own = max(state.count.mean, state.share.mean * rest) if known and state.share.samples else state.count.mean
 
         expected = own if known else (population.mean if population else 0.0)
-        threshold = s.burst_min_count
+        scale = floor_scale(state.size_ms)
+        threshold = s.burst_min_count * scale
         if population:
             threshold = max(
                 threshold, s.burst_pop_ratio * population.mean, population.mean + s.burst_pop_z * population.std
@@ -155,7 +178,7 @@ class ClientDetector:
             window.count,
             state.scan if known else None,
             population,
-            s.scan_min_count,
+            s.scan_min_count * scale,
             s.scan_pop_ratio,
             s.scan_own_ratio,
             s.scan_min_fraction,
@@ -166,7 +189,7 @@ class ClientDetector:
             window.count,
             state.auth if known else None,
             population,
-            s.auth_min_count,
+            s.auth_min_count * scale,
             s.auth_pop_ratio,
             s.auth_own_ratio,
             s.auth_min_fraction,

@@ -26,6 +26,10 @@ class RouteWindow:
     # geometric mean latency. One multi-second request moves it by a few percent where it doubles the
     # mean of a fast route, so latency_surge uses it when the SQL stage provides it.
     latency_log_mean: float | None = None
+    # Optional (added with cause grouping): the most requests any single client sent in this window
+    # (``MAX`` of the per-client counts). A spike that one client made is that client's anomaly, left
+    # to the client detectors; without the column every spike is judged on the whole count.
+    top_client_count: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

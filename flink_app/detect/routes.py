@@ -26,6 +26,12 @@ from pulse_contract import UNMATCHED_ROUTE
 
 # The floor under the log of a latency (as in the SQL stage's LN(GREATEST(latency_ms, 0.001))).
 MIN_LATENCY_MS = 0.001
+# The busiest client's usual share of a route's window is taken as at most this much when the route's
+# own count is estimated from the other clients' requests (a route that one client usually fills,
+# or a quiet route whose window is one request, would otherwise divide by nearly zero).
+MAX_TOP_SHARE = 0.5
+# A level with at most this half-life follows the daily rhythm by itself (docs/detection.md).
+FOLLOWS_THE_DAY_MS = 20 * 60_000
 
 
 @dataclass
@@ -39,6 +45,7 @@ class RouteState:
     season_stage: int = 0  # the profile's stage the level was learned with
     size_ms: int = 0  # the window size (window_end - window_start)
     errors: RateBaseline = field(default_factory=RateBaseline)
+    top_share: RateBaseline = field(default_factory=RateBaseline)  # the busiest client's share of a window
     latency: EwmaBaseline = field(default_factory=EwmaBaseline)  # natural log of milliseconds
     count_pause: LearningPause = field(default_factory=LearningPause)
     errors_pause: LearningPause = field(default_factory=LearningPause)
@@ -48,6 +55,8 @@ class RouteState:
     last_end: int = 0  # window_end of the last window seen (0: none yet)
     full_from: int = 0  # windows starting before this only partly cover the route's current traffic
     silent: bool = False  # a silence deadline passed and no window has arrived since
+    count_incident_end: int = 0  # when the last incident with a spike or drop ended (0: none yet)
+    runs: dict[str, int] = field(default_factory=dict)  # spike, drop: window_end of the first window of a run
 
 
 def typical_latency_log(window: RouteWindow) -> float:
@@ -67,6 +76,25 @@ def typical_latency_log(window: RouteWindow) -> float:
         return (window.latency_log_mean * n - math.log(slowest)) / (n - 1)
     trimmed = (window.latency_mean * n - window.latency_max) / (n - 1)
     return math.log(max(trimmed, MIN_LATENCY_MS))
+
+
+def own_count(state: RouteState, window: RouteWindow, warmup: int) -> float:
+    """The window's count without what one client added beyond its usual share: the route's own traffic.
+
+    With ``s`` the busiest client's usual share of a window (learned) and ``rest`` the requests of every
+    other client, the count had that client kept its share is ``rest / (1 - s)``; the route's own
+    count is the smaller of that and the count. A spike of the route's users (the busiest one grows
+    with the rest) keeps its count; a spike that one client made (a scraper, credential stuffing) is
+    that client's anomaly, which the client detectors report, and leaves the route near its usual
+    level. Windows without ``top_client_count``, and routes whose share is not learned yet, keep their
+    count. Only a spike is judged on it: the estimate is noisy where one client is a large share (two
+    health monitors), and a busy client cannot hide a drop of everybody else.
+    """
+    top = window.top_client_count
+    if top is None or state.top_share.samples < warmup:
+        return float(window.count)
+    share = min(state.top_share.rate, MAX_TOP_SHARE)
+    return float(min(window.count, (window.count - top) / (1.0 - share)))
 
 
 class RouteDetector:
@@ -113,7 +141,10 @@ class RouteDetector:
             # ending and opening again under the same key.
             if self.silence_deadline(state) == due:
                 out.extend(self._go_silent(state, due))
-            out.extend(state.alerts.close_due(due, self.cooldown_ms(state), inclusive=True))
+            for transition in state.alerts.close_due(due, self.cooldown_ms(state), inclusive=True):
+                if {"spike", "drop"} & set(transition.kinds):
+                    state.count_incident_end = transition.window_end
+                out.append(transition)
         return out
 
     def _go_silent(self, state: RouteState, at: int) -> list[Transition]:
@@ -144,9 +175,11 @@ class RouteDetector:
         self._track_geometry(state, window)
         partial = window.window_start < state.full_from
 
-        findings = sorted(self._findings(state, window, partial), key=lambda f: self.PRECEDENCE.index(f.kind))
+        own = own_count(state, window, self.s.route_warmup_windows)
+        found, count = self._findings(state, window, own, partial)
+        findings = sorted(found, key=lambda f: self.PRECEDENCE.index(f.kind))
         out.extend(state.alerts.observe_window(findings, window.window_start, end, self.s))
-        self._learn(state, window, partial, {finding.kind: finding for finding in findings})
+        self._learn(state, window, count, partial, {finding.kind: finding for finding in findings})
         state.last_end = max(state.last_end, end)
         return out
 
@@ -180,37 +213,76 @@ class RouteDetector:
         return math.sqrt(max(expected, 1.0) + phi * expected * expected)
 
     def spike_threshold(self, state: RouteState, expected: float, p: float, at_ms: int) -> float:
+        """The count from which a window is a spike: the largest of the floors, the tail of the route's
+        noise, and the routine-burst envelope (the largest routine burst times the margin, or where
+        counts are small the tail of a window that holds such a burst, whichever is higher: a burst as
+        large as the route's routine ones, counted in few requests, easily reaches the margin by chance)."""
         tail = count_upper(significant(expected), significant(self.phi(state, True), 2), p)
-        envelope = self.s.route_burst_margin * state.dispersion.burst_peak(
-            at_ms, self._ms(state, "route_burst_halflife_s")
-        )
-        return max(self.s.spike_min_count, self.s.spike_ratio * expected, float(tail), envelope * expected)
+        peak = state.dispersion.burst_peak(at_ms, self._ms(state, "route_burst_halflife_s"))
+        envelope = self.s.route_burst_margin * peak * expected
+        if peak > 0:
+            burst = significant(peak * expected)
+            envelope = max(envelope, float(count_upper(burst, significant(self.s.route_noise_rel**2, 2), p)))
+        return max(self.s.spike_min_count, self.s.spike_ratio * expected, float(tail), envelope)
 
     def drop_threshold(self, state: RouteState, expected: float, p: float) -> float | None:
         """The count at or below which a window is a drop; None when no count is rare enough."""
         tail = count_lower(significant(expected), significant(self.phi(state, False), 2), p)
         return None if tail < 0 else min(self.s.drop_ratio * expected, float(tail))
 
-    def _findings(self, state: RouteState, window: RouteWindow, partial: bool) -> list[Finding]:
+    def _findings(
+        self, state: RouteState, window: RouteWindow, own: float, partial: bool
+    ) -> tuple[list[Finding], float]:
+        """The window's findings, and the count the count baselines learn from it.
+
+        A spike is judged on the route's own count (:func:`own_count`, which the record reports), a drop
+        on the whole count. The baselines learn the whole count, except from a window that only one
+        client's excess made suspicious: then the route's own count (the client's burst is not the
+        route's level or burstiness).
+        """
         s = self.s
         findings: list[Finding] = []
+        count = float(window.count)
         p = s.window_p(state.size_ms)
-        if state.count.samples >= s.route_warmup_windows:
+        if state.count.samples >= s.route_warmup_windows and self._knows_the_day(state):
             expected = self.expected_count(state, window.window_end)
             threshold = self.spike_threshold(state, expected, p, window.window_end)
-            spike = Finding(
-                "spike",
-                window.count,
-                expected,
-                excess_score(window.count, expected, threshold),
-                window.count >= threshold,
+            spike = self._sustained(
+                state,
+                self._held(
+                    state,
+                    Finding("spike", own, expected, excess_score(own, expected, threshold), own >= threshold),
+                    window.window_end,
+                    self.s.route_hold_score,
+                ),
+                window.window_end,
             )
+            if own < count and excess_score(count, expected, threshold) >= s.alert_clear_score:
+                count = own
             drop: Finding | None = None
             low = self.drop_threshold(state, expected, p) if not partial and expected >= s.drop_min_expected else None
             if low is not None:
-                drop = Finding(
-                    "drop", window.count, expected, excess_score(window.count, expected, low), window.count <= low
+                # A drop's score is at most that of an empty window, expected / (expected - low): one
+                # half way there is a strong drop.
+                strong = min(self.s.route_hold_score, 0.5 * (1.0 + excess_score(0.0, expected, low)))
+                drop = self._sustained(
+                    state,
+                    self._held(
+                        state,
+                        Finding(
+                            "drop",
+                            window.count,
+                            expected,
+                            excess_score(window.count, expected, low),
+                            window.count <= low,
+                        ),
+                        window.window_end,
+                        strong,
+                    ),
+                    window.window_end,
                 )
+            if drop is None:
+                state.runs.pop("drop", None)
             findings.extend(f for f in (spike, drop) if f is not None)
         if state.errors.samples >= s.route_warmup_windows and window.count > 0:
             expected = state.errors.rate
@@ -238,7 +310,67 @@ class RouteDetector:
                     "latency_surge", math.exp(observed_log), math.exp(expected_log), score, observed_log >= threshold
                 )
             )
-        return findings
+        return findings, count
+
+    def _held(self, state: RouteState, finding: Finding, end: int, strong: float) -> Finding:
+        """A spike or drop that scores below ``strong`` opens only once its first flagged window is a window's
+        length back (``size - slide``: at once on tumbling windows), the windows between never back to
+        normal (below the clear level: a marginal change may dip under the threshold now and then).
+
+        A routine burst (or dip) of a bursty route lasts seconds to a minute and is past the threshold in
+        a few sliding windows; a change that matters lasts. A strong one (``route.hold.score``; a drop
+        half way from its threshold to an empty window) opens at once, and so does one that joins or
+        continues an incident.
+        """
+        if finding.score < self.s.alert_clear_score:
+            state.runs.pop(finding.kind, None)  # back to normal: a run of flagged windows ends here
+        if not finding.flagged:
+            return finding
+        start = state.runs.setdefault(finding.kind, end)
+        if (
+            finding.score < strong
+            and not state.alerts.is_open(finding.kind)
+            and end - start < state.size_ms - state.slide_ms
+        ):
+            return Finding(finding.kind, finding.observed, finding.expected, finding.score, False)
+        return finding
+
+    def _sustained(self, state: RouteState, finding: Finding, end: int) -> Finding:
+        """A lasting level shift: a spike or drop at or past ``route.shift.score`` in every window since
+        the count's learning paused, that the level would learn from this window on (the pause ran
+        ``learn.pause.s``), is flagged first. A change below the threshold that lasts is a change the
+        on-call engineer wants to hear of once, not one the baseline should absorb in silence; routine
+        bursts are shorter than the pause. An excursion that has lasted ``relearn.s`` is the new normal
+        (an incident that long ends and its baseline learns), not a shift to report again while the
+        level catches up with it; for the same reason nothing is reported as a shift within
+        ``relearn.s`` of the end of a spike or drop incident (the change was reported).
+        """
+        since = state.count_pause.since
+        if (
+            not self._follows_the_day(state)
+            or finding.flagged
+            or finding.score < self.s.route_shift_score
+            or since is None
+            or not self._ms(state, "learn_pause_s") <= end - since < self._ms(state, "relearn_s")
+            or (state.count_incident_end and end - state.count_incident_end < self._ms(state, "relearn_s"))
+            or state.alerts.any_open(("spike", "drop"))
+        ):
+            return finding
+        return Finding(finding.kind, finding.observed, finding.expected, finding.score, True)
+
+    def _knows_the_day(self, state: RouteState) -> bool:
+        """Whether counts can be judged at all: the level follows the day by itself, or the daily profile
+        is in use. At coarse windows (5 minutes and more) the level lags the day by hours until then,
+        and every night of the first two days looked like a drop (weekly regime)."""
+        return self._ms(state, "route_halflife_s") <= FOLLOWS_THE_DAY_MS or state.season_stage >= 1
+
+    def _follows_the_day(self, state: RouteState) -> bool:
+        """Whether a lasting change can be told from the route's rhythm: the level follows the day by
+        itself (a half-life of 20 minutes at most: windows up to two minutes), or the seasonal profile
+        carries the day and the week. At 5-minute windows the level's half-life is 50 minutes and a deep
+        night falls faster than it follows; at 30-minute windows it is five hours. Before the profile
+        knows them, nights, evenings and weekends would look like lasting shifts there."""
+        return self._ms(state, "route_halflife_s") <= FOLLOWS_THE_DAY_MS or state.season_stage >= 2
 
     PRECEDENCE = ("silence", "error_surge", "latency_surge", "drop", "spike")
 
@@ -253,14 +385,16 @@ class RouteDetector:
             self._ms(state, "relearn_s"),
         )
 
-    def _learn(self, state: RouteState, window: RouteWindow, partial: bool, findings: dict[str, Finding]) -> None:
+    def _learn(
+        self, state: RouteState, window: RouteWindow, count: float, partial: bool, findings: dict[str, Finding]
+    ) -> None:
         s, end = self.s, window.window_end
         halflife_ms = self._ms(state, "route_halflife_s")
         expected = self.expected_count(state, end)
         may_learn = not partial and self._may_learn(state.count_pause, state, findings, ("spike", "drop"), end)
         if not partial and state.count.samples:
             state.dispersion.observe(
-                float(window.count),
+                count,
                 expected,
                 end,
                 state.alerts.suspicious(findings, ("spike", "drop"), s),
@@ -273,19 +407,16 @@ class RouteDetector:
         if not partial and (may_learn or state.season_stage == 0):
             # Until the profile is in use it learns from every full window: a route whose night looks
             # like a drop to the level must still get to know its nights.
-            state.season.learn(
-                float(window.count), end - state.size_ms // 2, state.season_stage, s.season_halflife_days
-            )
+            state.season.learn(count, end - state.size_ms // 2, state.season_stage, s.season_halflife_days)
         if may_learn:
             self._advance_season(state, end)
             factor = self.season_factor(state, end)
-            level = window.count / factor
+            level = count / factor
             noise = self.count_noise(state, state.count.mean * factor) / factor
             clip = s.route_clip_z * noise if state.count.samples else None
             state.count.update(level, end, halflife_ms, clip, spread=state.count_pause.calm)
-            state.season.learn(
-                float(window.count), end - state.size_ms // 2, state.season_stage, s.season_halflife_days
-            )
+            self._learn_top_share(state, window, halflife_ms)
+            state.season.learn(count, end - state.size_ms // 2, state.season_stage, s.season_halflife_days)
         if window.count > 0 and self._may_learn(state.errors_pause, state, findings, ("error_surge",), end):
             state.errors.update(float(window.errors_5xx), float(window.count), end, halflife_ms)
         if window.count >= s.latency_min_count and self._may_learn(
@@ -294,6 +425,20 @@ class RouteDetector:
             noise = max(state.latency.std, s.latency_noise_rel)
             clip = s.route_clip_z * noise if state.latency.samples else None
             state.latency.update(typical_latency_log(window), end, halflife_ms, clip, spread=state.latency_pause.calm)
+
+    @staticmethod
+    def _learn_top_share(state: RouteState, window: RouteWindow, halflife_ms: float) -> None:
+        """The busiest client's share, from the windows the level learns (weighted by their counts). Once
+        known, a window whose busiest client sent more than twice the usual share (and two requests:
+        small windows vary) teaches nothing: that is one client's burst (the route's own count stays
+        normal, so the level learns the window), and learning even part of it, window after window,
+        would make the burst the usual share."""
+        top = window.top_client_count
+        if top is None or window.count <= 0:
+            return
+        if state.top_share.samples and top > 2.0 * state.top_share.rate * window.count + 2:
+            return
+        state.top_share.update(float(top), float(window.count), window.window_end, halflife_ms)
 
     def _advance_season(self, state: RouteState, end: int) -> None:
         """Use the seasonal profile once it has seen enough; the level is rescaled so that the expected

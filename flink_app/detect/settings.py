@@ -51,6 +51,8 @@ class DetectSettings(BaseModel):
     # --- spike / drop / silence on the request count ---------------------------------------------
     spike_min_count: float = Field(10.0, ge=0, alias="spike.min.count")
     spike_ratio: float = Field(2.5, gt=1, alias="spike.ratio")
+    route_hold_score: float = Field(1.6, ge=0, alias="route.hold.score")
+    route_shift_score: float = Field(0.65, gt=0, alias="route.shift.score")
     drop_min_expected: float = Field(20.0, ge=0, alias="drop.min.expected")
     drop_ratio: float = Field(0.4, gt=0, lt=1, alias="drop.ratio")
     silence_min_expected: float = Field(20.0, gt=0, alias="silence.min.expected")

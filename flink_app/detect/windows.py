@@ -11,6 +11,9 @@ Route windows: ``HOP(TABLE events, DESCRIPTOR(rowtime), INTERVAL slide, INTERVAL
 * ``errors_4xx`` = requests with ``400 <= status < 500``; ``errors_5xx`` = ``status >= 500``
 * ``latency_mean`` = ``AVG(latency_ms)`` as DOUBLE; ``latency_max`` = ``MAX(latency_ms)``;
   ``latency_log_mean`` = ``AVG(LN(GREATEST(latency_ms, 0.001)))``
+* ``top_client_count``: the largest number of requests one ``client_ip`` sent to the route in the
+  window (the SQL stage aggregates per route and client first, then per route: ``SUM`` of the
+  per-client figures, ``MAX`` of their counts)
 
 Client windows: ``TUMBLE(..., INTERVAL size)`` grouped by ``client_ip``:
 
@@ -87,6 +90,7 @@ def aggregate(events: Iterable[Mapping[str, Any]], geometry: WindowGeometry | No
     ``id`` once: within a backtest every copy arrives within the job's deduplication time)."""
     g = geometry or WindowGeometry()
     routes: dict[tuple[int, str], list[float]] = {}
+    route_clients: dict[tuple[int, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     clients: dict[tuple[int, str], list[Any]] = {}
     n_events, max_ts = 0, None
     hops = g.route_size_ms // g.route_slide_ms
@@ -114,6 +118,7 @@ def aggregate(events: Iterable[Mapping[str, Any]], geometry: WindowGeometry | No
             agg[3] += latency
             agg[4] = max(agg[4], latency)
             agg[5] += log_latency
+            route_clients[key][ip] += 1
         start = ts - ts % g.client_size_ms
         cagg = clients.get((start, ip))
         if cagg is None:
@@ -135,6 +140,7 @@ def aggregate(events: Iterable[Mapping[str, Any]], geometry: WindowGeometry | No
             latency_mean=a[3] / a[0],
             latency_max=a[4],
             latency_log_mean=a[5] / a[0],
+            top_client_count=max(route_clients[(start, route)].values()),
         )
         for (start, route), a in routes.items()
     ]

@@ -86,6 +86,7 @@ def test_the_sql_stages_compute_the_reference_windows(labelled_input: LabelledIn
             got.errors_4xx,
             got.errors_5xx,
             got.latency_max,
+            got.top_client_count,
         ) == (
             want.route,
             want.window_start,
@@ -94,6 +95,7 @@ def test_the_sql_stages_compute_the_reference_windows(labelled_input: LabelledIn
             want.errors_4xx,
             want.errors_5xx,
             want.latency_max,
+            want.top_client_count,
         )
         assert got.latency_mean == pytest.approx(want.latency_mean, rel=1e-12)
         assert got.latency_log_mean == pytest.approx(want.latency_log_mean, rel=1e-12, abs=1e-12)

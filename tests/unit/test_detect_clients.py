@@ -143,3 +143,22 @@ def test_a_client_learns_its_own_level_from_its_candidate_windows_only() -> None
     assert isinstance(own, ClientState)
     assert 1 <= own.count.samples <= 6
     assert own.count.mean == pytest.approx(150.0)
+
+
+def test_client_count_floors_are_per_minute_of_a_longer_window() -> None:
+    # given the default floors (240 requests, 20 scans, 10 auth failures a minute)
+    detector = engine()
+    minute = CandidateFloors.from_settings(detector.settings)
+    half_hour = CandidateFloors.from_settings(detector.settings, 30 * 60_000)
+    # then a 30-minute window needs 30 times as much to be a candidate, a 10-second one as much as a minute
+    assert (half_hour.count, half_hour.scans, half_hour.auth) == (3600, 300, 150)
+    assert CandidateFloors.from_settings(detector.settings, 10_000) == minute
+    # and a health monitor's 450 requests in 30 minutes (15 a minute), first seen, is no burst
+    size = 30 * 60_000
+    monitor = ClientWindow("10.0.3.17", T0, T0 + size, 450, 1, 0, 0, 0, 300, 4.0, 26.0)
+    assert detector.on_client_window(None, monitor)[1] == []
+    # while 9 000 (300 a minute, above the floor of 7 200), from an address the others do not come near, is
+    mean = (299 * 5 + 9000) / 300  # 299 others at 5 (std 20) and the attacker
+    std = math.sqrt((299 * (20**2 + 5**2) + 9000**2) / 300 - mean**2)
+    attacker = dataclasses.replace(monitor, client_ip=ATTACKER, count=9000, pop_mean_count=mean, pop_std_count=std)
+    assert [a.kind for a in detector.on_client_window(None, attacker)[1]] == ["ip_burst"]

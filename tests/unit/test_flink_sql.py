@@ -154,8 +154,20 @@ def test_only_valid_rows_are_events_and_rejected_rows_get_a_reason() -> None:
 
 def test_route_windows_carry_the_mean_log_latency_as_the_detectors_compute_it() -> None:
     sql = stages.route_windows_sql(config())
-    assert "AVG(LN(GREATEST(`latency_ms`, CAST(0.001 AS DOUBLE)))) AS latency_log_mean" in sql
+    assert "SUM(LN(GREATEST(`latency_ms`, CAST(0.001 AS DOUBLE)))) AS latency_log_sum" in sql
+    assert "SUM(latency_log_sum) / SUM(`count`) AS latency_log_mean" in sql
     assert ("latency_log_mean", "DOUBLE") in stages.WINDOW_COLUMNS
+
+
+def test_route_windows_carry_the_busiest_clients_count() -> None:
+    # given the route window SQL
+    sql = stages.route_windows_sql(config())
+    # then it aggregates per route and client first, and per route from those rows
+    assert "GROUP BY `route`, `client_ip`, window_start, window_end, window_time" in sql
+    assert sql.rstrip().endswith("GROUP BY `route`, window_start, window_end")
+    assert "MAX(`count`) AS top_client_count" in sql
+    assert ("top_client_count", "BIGINT") in stages.WINDOW_COLUMNS
+    assert "top_client_count" in stages.ROUTE_COLUMNS
 
 
 def test_only_candidate_client_windows_go_on_and_the_population_counts_every_client() -> None:
@@ -176,7 +188,7 @@ def test_window_sql_uses_the_configured_sizes() -> None:
     c = config(group("windows", route_size_s="30", route_slide_s="5", client_size_s="20"))
     assert (
         "HOP(TABLE `events`, DESCRIPTOR(`event_time`),\n"
-        "               INTERVAL '0 00:00:05.000' DAY TO SECOND(3), INTERVAL '0 00:00:30.000' DAY TO SECOND(3))"
+        "                 INTERVAL '0 00:00:05.000' DAY TO SECOND(3), INTERVAL '0 00:00:30.000' DAY TO SECOND(3))"
     ) in stages.route_windows_sql(c)
     assert (
         "TUMBLE(TABLE `events`, DESCRIPTOR(`event_time`), INTERVAL '0 00:00:20.000' DAY TO SECOND(3))"
@@ -219,6 +231,7 @@ def test_rows_become_model_windows() -> None:
             "latency_mean": 2.0,
             "latency_max": 3.0,
             "latency_log_mean": 0.5,
+            "top_client_count": 2,
         }
     )
     client = window_from_values(
@@ -238,7 +251,7 @@ def test_rows_become_model_windows() -> None:
             "pop_std_count": 0.5,
         }
     )
-    assert route == RouteWindow("/a", 0, 10, 3, 1, 0, 2.0, 3.0, 0.5)
+    assert route == RouteWindow("/a", 0, 10, 3, 1, 0, 2.0, 3.0, 0.5, 2)
     assert client == ClientWindow("10.0.0.1", 0, 10, 3, 2, 0, 1, 0, 4, 2.5, 0.5)
 
 
@@ -350,3 +363,10 @@ def test_events_are_deduplicated_by_id_on_arrival_unless_switched_off() -> None:
     assert "ROW_NUMBER" not in stages.events_sql(config(group("job", dedup_ttl_s="0")))
     # an event needs an id to be deduplicated: without one it is rejected
     assert "`id` IS NOT NULL" in stages.valid_condition(config())
+
+
+def test_the_candidate_filter_follows_the_client_window_size() -> None:
+    c = config(group("windows", route_size_s="1800", route_slide_s="1800", client_size_s="1800"))
+    condition = "c.`count` >= 3600 OR GREATEST(c.unmatched, c.not_found) >= 300 OR c.auth_failures >= 150"
+    assert stages.client_candidate_condition(c.detect, 1_800_000) == condition
+    assert stages.client_windows_sql(c).rstrip().endswith(f"WHERE {condition}")
