@@ -19,7 +19,7 @@ from flink_app.cli import BacktestResult, run_backtest
 from flink_app.config import JobConfig
 from flink_app.detect.backtest import backtest
 from pulse_contract import Anomaly
-from pulse_local.emulator import free_port
+from pulse_local.emulator import Emulator, free_port
 from pulse_local.flink_rest import FlinkRest
 from pulse_local.traffic import Injection, TrafficGenerator, TrafficSpec
 
@@ -225,3 +225,21 @@ def comparable(records: Iterable[Anomaly | dict[str, Any]]) -> list[dict[str, An
         del values["detected_at"], values["ttl"]
         out.append(values)
     return sorted(out, key=lambda r: (r["pk"], r["sk"], r["phase"]))
+
+
+def job_groups(emulator: Emulator, stream_arn: str, table: str) -> list[dict[str, Any]]:
+    """Property groups of a streaming job from a Kinesis stream of the emulator to one of its tables."""
+    return [
+        {
+            "PropertyGroupId": "pulse.source",
+            "PropertyMap": {
+                "stream.arn": stream_arn,
+                "aws.endpoint": emulator.endpoint,
+                "init.position": "TRIM_HORIZON",
+            },
+        },
+        {
+            "PropertyGroupId": "pulse.sink",
+            "PropertyMap": {"table.name": table, "aws.endpoint": emulator.endpoint, "aws.region": emulator.region},
+        },
+    ]

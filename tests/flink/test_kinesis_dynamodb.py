@@ -31,7 +31,7 @@ from flink_app.metrics import REJECTED as REJECTED_METRIC
 from flink_app.metrics import WINDOWS_EVALUATED
 from pulse_local.emulator import Emulator, create_anomaly_table, create_stream
 from tests.conftest import unique_name
-from tests.flink.conftest import MALFORMED_RECORDS, START_MS, incident, poll, running_job, small_config
+from tests.flink.conftest import MALFORMED_RECORDS, START_MS, incident, job_groups, poll, running_job, small_config
 from tests.streams import put
 
 pytestmark = [pytest.mark.flink, pytest.mark.slow, pytest.mark.integration]
@@ -95,23 +95,6 @@ def traffic() -> Traffic:
     second = [{**e, "id": f"second-{e['id']}"} for e in incident(START_MS + 60_000, 60, SECOND, spike_at_s=40)]
     events = [record for record in first if isinstance(record, dict)]
     return Traffic(first, late_copies(events, 3), second)
-
-
-def job_groups(emulator: Emulator, stream_arn: str, table: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "PropertyGroupId": "pulse.source",
-            "PropertyMap": {
-                "stream.arn": stream_arn,
-                "aws.endpoint": emulator.endpoint,
-                "init.position": "TRIM_HORIZON",
-            },
-        },
-        {
-            "PropertyGroupId": "pulse.sink",
-            "PropertyMap": {"table.name": table, "aws.endpoint": emulator.endpoint, "aws.region": emulator.region},
-        },
-    ]
 
 
 def job_config(groups: list[dict[str, Any]], checkpoint_interval_s: int | None = None) -> JobConfig:

@@ -21,7 +21,7 @@ from flink_app.config import JobConfig
 from flink_app.metrics import LATE, PARSED, REJECTED
 from pulse_local.emulator import Emulator, create_anomaly_table, create_stream
 from tests.conftest import unique_name
-from tests.flink.conftest import START_MS, incident, poll, running_job, small_config
+from tests.flink.conftest import START_MS, incident, job_groups, poll, running_job, small_config
 from tests.streams import put
 
 pytestmark = [pytest.mark.flink, pytest.mark.slow, pytest.mark.integration]
@@ -138,20 +138,7 @@ def test_every_kind_of_bad_record_read_from_kinesis_is_counted_with_its_reason(
 def kinesis_config(emulator: Emulator, stream_arn: str, table: str) -> JobConfig:
     """Test-sized windows, a small record limit; parallelism 1 and an idle timeout longer than the
     test, so that what the job computes depends on the records alone."""
-    config = small_config(
-        {
-            "PropertyGroupId": "pulse.source",
-            "PropertyMap": {
-                "stream.arn": stream_arn,
-                "aws.endpoint": emulator.endpoint,
-                "init.position": "TRIM_HORIZON",
-            },
-        },
-        {
-            "PropertyGroupId": "pulse.sink",
-            "PropertyMap": {"table.name": table, "aws.endpoint": emulator.endpoint, "aws.region": emulator.region},
-        },
-    )
+    config = small_config(*job_groups(emulator, stream_arn, table))
     return config.model_copy(
         update={
             "windows": config.windows.model_copy(update={"idle_timeout_s": 3600, "max_record_bytes": MAX_RECORD_CHARS}),
