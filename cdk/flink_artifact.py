@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cdk import PROJECT_ROOT
 
-# Managed Flink's property group for PyFlink: the entry script and the JAR, relative to the zip root.
+# Managed Flink's run options (the entry script and the JAR in the zip) are the zip's own layout.
 from pulse_build.flink_zip import RUN_OPTIONS, RUN_OPTIONS_GROUP, ZIP_NAME
 
 DEFAULT_ZIP = PROJECT_ROOT / "dist" / ZIP_NAME

@@ -86,14 +86,17 @@ class AnomalyFilters(BaseModel):
 
 def _record_model() -> type[BaseModel]:
     """The response model of one record, made from the contract: its keys, then its fields in order."""
-    definitions: dict[str, Any] = {
-        name: (kind, Field(description=KEY_ATTRIBUTES[name])) for name, kind in RESPONSE_COLUMNS[:2]
-    }
-    for spec in dataclasses.fields(Anomaly):
+    specs = {spec.name: spec for spec in dataclasses.fields(Anomaly)}
+    definitions: dict[str, Any] = {}
+    for name, kind in RESPONSE_COLUMNS:
+        spec = specs.get(name)
+        if spec is None:  # a key attribute
+            definitions[name] = (kind, Field(description=KEY_ATTRIBUTES[name]))
+            continue
         values = spec.metadata.get("values")
-        annotation = Literal[values] if values else dict(RESPONSE_COLUMNS)[spec.name]  # Literal[("a", "b")]: one of
+        annotation = Literal[values] if values else kind  # Literal[("a", "b")]: one of them
         default = ... if spec.default is dataclasses.MISSING else spec.default
-        definitions[spec.name] = (annotation, Field(default, description=spec.metadata["doc"]))
+        definitions[name] = (annotation, Field(default, description=spec.metadata["doc"]))
     return create_model("AnomalyRecord", __doc__="One anomaly record, as the detection job wrote it.", **definitions)
 
 

@@ -11,7 +11,15 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
-from pulse_contract.anomaly_table import day_key, sort_key, subject_key
+from pulse_contract.anomaly_table import (
+    PARTITION_KEY,
+    SORT_KEY,
+    TIME_INDEX_PARTITION_KEY,
+    day_key,
+    sort_key,
+    subject_key,
+)
+from pulse_contract.request_event import python_type
 
 
 class SubjectType(StrEnum):
@@ -108,7 +116,7 @@ class Anomaly:
 
     def to_record(self) -> dict[str, Any]:
         """The item / JSON line: the keys, every field, and ``day`` for the time index."""
-        return {"pk": self.pk, "sk": self.sk, **asdict(self), "day": self.day}
+        return {PARTITION_KEY: self.pk, SORT_KEY: self.sk, **asdict(self), TIME_INDEX_PARTITION_KEY: self.day}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Anomaly:
@@ -116,18 +124,16 @@ class Anomaly:
         values: dict[str, Any] = {}
         for spec in fields(cls):
             if spec.name in record and record[spec.name] is not None:
-                values[spec.name] = _TYPES[spec.type](record[spec.name])
+                values[spec.name] = python_type(spec)(record[spec.name])
         return cls(**values)
 
 
-_TYPES: dict[Any, type] = {"str": str, "int": int, "float": float}
 # The record's attributes in order with their Python types: keys, fields, the index's day.
 RECORD_COLUMNS: tuple[tuple[str, type], ...] = (
-    ("pk", str),
-    ("sk", str),
-    *((spec.name, _TYPES[spec.type]) for spec in fields(Anomaly)),
-    ("day", str),
+    (PARTITION_KEY, str),
+    (SORT_KEY, str),
+    *((spec.name, python_type(spec)) for spec in fields(Anomaly)),
+    (TIME_INDEX_PARTITION_KEY, str),
 )
-RECORD_FIELD_NAMES = tuple(spec.name for spec in fields(Anomaly))
 # Fields a record written by an older job may lack, with the value they read as.
 OPTIONAL_FIELDS = {spec.name: spec.default for spec in fields(Anomaly) if spec.default is not MISSING}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, fields
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -92,10 +92,14 @@ class RequestEvent:
         return cls(**values)
 
 
-# Each field's JSON type, from the dataclass's annotations (strings under postponed evaluation).
-FIELD_TYPES: dict[str, type] = {
-    f.name: {"int": int, "str": str, "float": float}[str(f.type)] for f in fields(RequestEvent)
-}
+def python_type(spec: Field[Any]) -> type:
+    """The type of a contract dataclass's field (``str``, ``int`` or ``float``; annotations are strings
+    under postponed evaluation)."""
+    return {"str": str, "int": int, "float": float}[str(spec.type)]
+
+
+# Each field's JSON type, from the dataclass's annotations.
+FIELD_TYPES: dict[str, type] = {f.name: python_type(f) for f in fields(RequestEvent)}
 FIELD_NAMES = tuple(f.name for f in fields(RequestEvent))
 _TEMPLATE = "{" + ",".join(f'"{name}":%{"s" if kind is not int else "d"}' for name, kind in FIELD_TYPES.items()) + "}"
 # The C string encoder json.dumps itself uses with ensure_ascii=True (quotes included).

@@ -28,9 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flink_app.detect.settings import DetectSettings
-from pulse_contract import Severity
-
-SEVERITIES = (Severity.LOW.value, Severity.MEDIUM.value, Severity.HIGH.value)
+from pulse_contract import SEVERITIES
 
 
 def excess_score(observed: float, expected: float, threshold: float) -> float:
