@@ -25,6 +25,7 @@ from pathlib import Path
 
 from cdk import PROJECT_ROOT
 from pulse_build import vendoring
+from pulse_build.package_files import copytree_ignore, package_files
 from pulse_build.runtimes import LAMBDA_PYTHON
 from pulse_build.vendoring import PipRunner, VendoringError, pinned, platform_args, vendor
 
@@ -35,8 +36,6 @@ PACKAGE = "lambda_api"
 # Project packages the handler imports besides its own.
 SHARED_PACKAGES = (PROJECT_ROOT / "pulse_contract",)
 DEFAULT_CACHE = PROJECT_ROOT / "build" / "lambda-bundle"
-_IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
-_IGNORED_SUFFIXES = {".pyc", ".pyo"}
 
 
 class BundleError(RuntimeError):
@@ -104,7 +103,7 @@ def _install(requirements: Sequence[str], constraints: Path, target: Path, runne
 def _assemble(deps: Path, packages: Sequence[Path], target: Path) -> None:
     shutil.copytree(deps, target, copy_function=_link_or_copy, dirs_exist_ok=True)
     for package in packages:
-        shutil.copytree(package, target / package.name, ignore=_ignore, dirs_exist_ok=True)
+        shutil.copytree(package, target / package.name, ignore=copytree_ignore, dirs_exist_ok=True)
 
 
 def _cached(final: Path, build: Callable[[Path], None]) -> Path:
@@ -132,21 +131,10 @@ def _prune(cache: Path, keep: set[str]) -> None:
 
 def _tree_digest(root: Path) -> str:
     digest = hashlib.sha256()
-    for path in sorted(_source_files(root)):
+    for path in package_files(root):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
-
-
-def _source_files(root: Path) -> Iterable[Path]:
-    for path in root.rglob("*"):
-        relative = path.relative_to(root)
-        if path.is_file() and not _IGNORED_PARTS.intersection(relative.parts) and path.suffix not in _IGNORED_SUFFIXES:
-            yield path
-
-
-def _ignore(directory: str, names: list[str]) -> set[str]:
-    return {name for name in names if name in _IGNORED_PARTS or Path(name).suffix in _IGNORED_SUFFIXES}
 
 
 def _link_or_copy(source: str, destination: str) -> str:

@@ -19,9 +19,10 @@ import argparse
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from pulse_build.package_files import package_files
 from pulse_build.runtimes import MANAGED_FLINK_PYTHON
 from pulse_build.vendoring import VendoringError, pinned, vendor
 
@@ -37,15 +38,6 @@ RUN_OPTIONS = {"python": ENTRY, "jarfile": f"lib/{JAR_NAME}"}
 PACKAGES = ("flink_app", "pulse_contract")
 # Imported by the job outside PyFlink (config, detector settings); versions from requirements.txt.
 DEPENDENCIES = ("pydantic",)
-EXCLUDED_PARTS = {"__pycache__", "tests", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
-EXCLUDED_SUFFIXES = {".pyc", ".pyo"}
-
-
-def _files(directory: Path) -> Iterator[Path]:
-    for path in sorted(directory.rglob("*")):
-        relative = path.relative_to(directory)
-        if path.is_file() and not EXCLUDED_PARTS.intersection(relative.parts) and path.suffix not in EXCLUDED_SUFFIXES:
-            yield path
 
 
 def build_zip(jar: Path, out_dir: Path, deps: Path | None) -> Path:
@@ -58,11 +50,11 @@ def build_zip(jar: Path, out_dir: Path, deps: Path | None) -> Path:
         archive.write(ENTRY_SOURCE, ENTRY)
         for name in PACKAGES:
             package = ROOT / name
-            for path in _files(package):
+            for path in package_files(package):
                 archive.write(path, (Path(name) / path.relative_to(package)).as_posix())
         archive.write(jar, RUN_OPTIONS["jarfile"])
         if deps is not None:
-            for path in _files(deps):
+            for path in package_files(deps):
                 archive.write(path, (Path("deps") / path.relative_to(deps)).as_posix())
     return target
 
