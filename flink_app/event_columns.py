@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flink_app.jvm_functions import EVENT_FIELDS
+
 RAW_COLUMN = "line"
 
 # Event times outside [2000-01-01, 2100-01-01) are treated as garbage: one absurd timestamp in
@@ -37,17 +39,9 @@ class ComputedColumn:
         return f"`{self.name}` AS {self.expression}"
 
 
-# The JVM function that parses a record once (registered by :func:`function_ddl`) and its result.
-FIELDS_FUNCTION = "PULSE_EVENT_FIELDS"
-FIELDS_FUNCTION_CLASS = "dev.pulse.flink.EventFields"
+# The JVM function that parses a record once (flink_app/jvm_functions.py) and its result's fields.
+FIELDS_FUNCTION = EVENT_FIELDS.name
 PARSED_FIELDS = ("is_object", "id", "route", "status", "latency_ms", "client_ip", "ts")
-
-
-def function_ddl() -> str:
-    """Registers :data:`FIELDS_FUNCTION`; the connector JAR must be on the job's class path."""
-    return (
-        f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {FIELDS_FUNCTION} AS '{FIELDS_FUNCTION_CLASS}' LANGUAGE JAVA"
-    )
 
 
 def _parsed(name: str) -> str:

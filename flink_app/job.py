@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flink_app import event_columns
+from flink_app import jvm_functions
 from flink_app.anomaly_columns import ANOMALY_COLUMNS
 from flink_app.config import JobConfig, application_properties_path
 from flink_app.detection_operator import ANOMALY_TYPE_INFO, DetectionFunction, row_key
@@ -156,8 +156,8 @@ def create_environment(
     if not bounded:
         env.enable_checkpointing(config.job.checkpoint_interval_s * 1000)
     t_env = StreamTableEnvironment.create(env, environment_settings=EnvironmentSettings.in_streaming_mode())
-    # The function the source's columns parse each record with (flink_app/event_columns.py).
-    t_env.execute_sql(event_columns.function_ddl())
+    # The job's own functions: the source's columns parse each record with one (event_columns.py).
+    jvm_functions.register(t_env)
     table_config = t_env.get_config()
     table_config.set("table.local-time-zone", "UTC")
     table_config.set("table.exec.source.idle-timeout", f"{config.windows.idle_timeout_s} s")

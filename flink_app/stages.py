@@ -7,7 +7,7 @@
    ``pulse.job`` ``dedup.ttl.s``, the first is kept (``ROW_NUMBER`` over arrival time, which Flink
    runs as an insert-only deduplication; its state expires after that time).
 2. **Route windows.** Sliding (HOP) windows per route: count, 4xx, 5xx, mean, max and mean log
-   latency, and the busiest single client's count (aggregated per route and client first).
+   latency, and the busiest single client's count.
 3. **Client windows.** Tumbling windows per client IP: count, distinct routes, unmatched paths,
    404s, 401/403s; the population's figures for the same window (clients, mean and standard
    deviation of the count, over every client) are a cascaded window aggregate joined back by
@@ -38,6 +38,7 @@ from flink_app.detect.model import ClientWindow, RouteWindow
 from flink_app.detect.settings import DetectSettings
 from flink_app.detect.windows import MIN_LATENCY_MS
 from flink_app.event_columns import INVALID_EVENT_TIME_MS, RAW_COLUMN, sql_interval
+from flink_app.jvm_functions import TOP_COUNT
 from flink_app.sources import RAW_EVENTS
 from pulse_contract import UNMATCHED_ROUTE
 from pulse_contract.request_event import MAX_ID_CHARS, STATUS_RANGE
@@ -210,33 +211,22 @@ EVERY_EVENT = " AND ".join(f"`{name}` IS NOT NULL" for name in EVENT_FIELDS)
 
 
 def route_windows_sql(config: JobConfig) -> str:
-    """Per route and HOP window; two levels, per route and client first, so that ``top_client_count``
-    (the busiest client's requests) comes with the window. The per-route figures are the sums of the
-    per-client ones (means as sum / count)."""
+    """Per route and HOP window, with ``top_client_count`` (the busiest client's requests), which
+    ``PULSE_TOP_COUNT`` (flink_app/jvm_functions.py) gives in the same aggregation."""
     w = config.windows
     return f"""
 SELECT 'route' AS subject_type, `route` AS subject,
   {_epoch_ms("window_start")} AS window_start_ms, {_epoch_ms("window_end")} AS window_end_ms,
-  SUM(`count`) AS `count`,
-  SUM(errors_4xx) AS errors_4xx,
-  SUM(errors_5xx) AS errors_5xx,
-  SUM(latency_sum) / SUM(`count`) AS latency_mean,
-  MAX(latency_max) AS latency_max,
-  SUM(latency_log_sum) / SUM(`count`) AS latency_log_mean,
-  MAX(`count`) AS top_client_count
-FROM (
-  SELECT `route`, `client_ip`, window_start, window_end, window_time,
-    COUNT(*) AS `count`,
-    CAST(SUM(CASE WHEN `status` >= 400 AND `status` < 500 THEN 1 ELSE 0 END) AS BIGINT) AS errors_4xx,
-    CAST(SUM(CASE WHEN `status` >= 500 THEN 1 ELSE 0 END) AS BIGINT) AS errors_5xx,
-    SUM(`latency_ms`) AS latency_sum,
-    MAX(`latency_ms`) AS latency_max,
-    SUM(LN(GREATEST(`latency_ms`, CAST({MIN_LATENCY_MS!r} AS DOUBLE)))) AS latency_log_sum
-  FROM TABLE(HOP(TABLE `{EVENTS}`, DESCRIPTOR(`event_time`),
-                 {sql_interval(w.route_slide_s * 1000)}, {sql_interval(w.route_size_s * 1000)}))
-  WHERE {EVERY_EVENT}
-  GROUP BY `route`, `client_ip`, window_start, window_end, window_time
-)
+  COUNT(*) AS `count`,
+  CAST(SUM(CASE WHEN `status` >= 400 AND `status` < 500 THEN 1 ELSE 0 END) AS BIGINT) AS errors_4xx,
+  CAST(SUM(CASE WHEN `status` >= 500 THEN 1 ELSE 0 END) AS BIGINT) AS errors_5xx,
+  AVG(`latency_ms`) AS latency_mean,
+  MAX(`latency_ms`) AS latency_max,
+  AVG(LN(GREATEST(`latency_ms`, CAST({MIN_LATENCY_MS!r} AS DOUBLE)))) AS latency_log_mean,
+  {TOP_COUNT.name}(`client_ip`) AS top_client_count
+FROM TABLE(HOP(TABLE `{EVENTS}`, DESCRIPTOR(`event_time`),
+               {sql_interval(w.route_slide_s * 1000)}, {sql_interval(w.route_size_s * 1000)}))
+WHERE {EVERY_EVENT}
 GROUP BY `route`, window_start, window_end"""
 
 

@@ -14,7 +14,8 @@ import pytest
 from flink_app import job
 from flink_app.cli import backtest_config
 from flink_app.config import JobConfig
-from flink_app.event_columns import FIELDS_FUNCTION, function_ddl
+from flink_app.event_columns import FIELDS_FUNCTION
+from flink_app.jvm_functions import EVENT_FIELDS
 
 pytestmark = [pytest.mark.flink, pytest.mark.slow]
 
@@ -115,7 +116,7 @@ def test_the_one_parse_gives_what_json_value_try_cast_and_is_json_object_gave(tm
     env.add_jars(job.connector_jar().as_uri())
     env.set_parallelism(1)
     t_env = StreamTableEnvironment.create(env, environment_settings=EnvironmentSettings.in_streaming_mode())
-    t_env.execute_sql(function_ddl())
+    t_env.execute_sql(EVENT_FIELDS.ddl())
     t_env.execute_sql(
         f"CREATE TEMPORARY TABLE records (line STRING) WITH "
         f"('connector' = 'filesystem', 'path' = '{tmp_path}', 'format' = 'raw')"
