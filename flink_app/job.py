@@ -161,6 +161,11 @@ def create_environment(
     table_config = t_env.get_config()
     table_config.set("table.local-time-zone", "UTC")
     table_config.set("table.exec.source.idle-timeout", f"{config.windows.idle_timeout_s} s")
+    # Window aggregates in one phase: the default splits each into a local pre-aggregation and a global
+    # one, and each phase keeps a 1 MB hash table that it clears whenever a window slice closes. On
+    # sparse data (long backtests: nearly every event in a slice of its own) clearing those tables was
+    # most of the SQL stages' CPU; on dense data the split saved nothing either (bench/flink_throughput.py).
+    table_config.set("table.optimizer.agg-phase-strategy", "ONE_PHASE")
     # The deduplication's state (flink_app/stages.py) is the only SQL state with no timer to clear it.
     if config.job.dedup_ttl_s:
         table_config.set("table.exec.state.ttl", f"{config.job.dedup_ttl_s} s")
