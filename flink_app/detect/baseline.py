@@ -160,6 +160,8 @@ class Dispersion:
     pending: list[tuple[float, float, int]] = field(default_factory=list)
     since: int | None = None  # window_end of the excursion's first window
     top_score: float = 0.0  # the excursion's highest score
+    score_sum: float = 0.0  # the sum of its windows' scores (with ``windows``: their mean)
+    windows: int = 0
     peak: float = 0.0  # the largest count / expected of a routine burst, decaying with the half-life
     peak_ms: int = 0
 
@@ -187,8 +189,10 @@ class Dispersion:
         the threshold is not."""
         if hot:
             if self.since is None:
-                self.since, self.top_score = at_ms, 0.0
+                self.since, self.top_score, self.score_sum, self.windows = at_ms, 0.0, 0.0, 0
             self.top_score = max(self.top_score, score)
+            self.score_sum += score
+            self.windows += 1
             if at_ms - self.since <= short_ms:
                 self.pending.append((x, m, at_ms))
             else:
@@ -204,6 +208,10 @@ class Dispersion:
                 self.peak, self.peak_ms = ratio, at_ms
         self.pending, self.since = [], None
         self.update(x, m, at_ms, halflife_ms, cap)
+
+    def mean_score(self, score: float) -> float:
+        """The mean score of the current excursion's windows and one more window's ``score``."""
+        return (self.score_sum + score) / (self.windows + 1)
 
     def update(self, x: float, m: float, at_ms: int, halflife_ms: float, cap: float) -> None:
         if m <= 0:

@@ -53,6 +53,7 @@ class DetectSettings(BaseModel):
     spike_ratio: float = Field(2.5, gt=1, alias="spike.ratio")
     route_hold_score: float = Field(1.6, ge=0, alias="route.hold.score")
     route_shift_score: float = Field(0.65, gt=0, alias="route.shift.score")
+    route_settle_score: float = Field(0.25, ge=0, alias="route.settle.score")
     drop_min_expected: float = Field(20.0, ge=0, alias="drop.min.expected")
     drop_ratio: float = Field(0.4, gt=0, lt=1, alias="drop.ratio")
     silence_min_expected: float = Field(20.0, gt=0, alias="silence.min.expected")
@@ -110,4 +111,6 @@ class DetectSettings(BaseModel):
     def _ordered(self) -> DetectSettings:
         if self.severity_high_score <= self.severity_medium_score:
             raise ValueError("severity.high.score must be above severity.medium.score")
+        if self.route_settle_score > self.alert_clear_score:
+            raise ValueError("route.settle.score must be at most alert.clear.score")
         return self

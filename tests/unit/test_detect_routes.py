@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pytest
 
+from flink_app.detect.backtest import replay_windows
+from flink_app.detect.engine import DetectionEngine, RouteState
 from flink_app.detect.model import RouteWindow
 from pulse_contract import ROUTE_KINDS, UNMATCHED_ROUTE
 from tests.synthetic import (
@@ -256,3 +258,43 @@ def test_a_lasting_shift_below_the_spike_ratio_is_reported_once_before_it_is_lea
     assert kinds_opened(anomalies) == {"spike"}
     assert len(spikes) == 1 and WARM + 18 <= slot_of(spikes[0].window_end) <= WARM + 30
     assert [a.phase for a in anomalies][-1] == "end"
+
+
+def route_state(detector: DetectionEngine, windows: list[RouteWindow]) -> RouteState:
+    """The route's state after ``windows``."""
+    (state,) = replay_windows(detector, windows, []).states.values()
+    assert isinstance(state, RouteState)
+    return state
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_onset_of_a_lasting_rise_that_dips_is_not_learned_as_a_routine_burst(seed: int) -> None:
+    # given a busy route whose traffic rises 2.2 times for good, but in two steps: a first 40 seconds,
+    # 40 seconds at 1.4 times (its windows fall under the clear level, not to the route's level), then for good
+    slides = poisson_slides([BUSY] * WARM + [2.2 * BUSY] * 4 + [1.4 * BUSY] * 4 + [2.2 * BUSY] * 300, seed=seed)
+    # then the rise is one excursion, reported once as a lasting shift, and no routine burst was learned
+    anomalies = run_routes(engine(), route_windows(slides))
+    spikes = opened(anomalies, "spike")
+    assert kinds_opened(anomalies) == {"spike"}
+    assert len(spikes) == 1 and WARM + 18 <= slot_of(spikes[0].window_end) <= WARM + 40
+    assert route_state(engine(), route_windows(slides[: WARM + 12])).dispersion.peak == 0.0
+    # while an excursion that ends at the clear level learns the first step as a routine ~2x burst, whose
+    # envelope then hides the rise
+    settled_at_clear = engine(route_settle_score=0.5)
+    assert route_state(settled_at_clear, route_windows(slides[: WARM + 12])).dispersion.peak > 1.5
+
+
+def test_a_routine_burst_that_falls_back_to_the_level_still_teaches_the_burst_envelope() -> None:
+    # given a busy route with a 30-second burst at three times its traffic
+    slides = poisson_slides([BUSY] * WARM + [3 * BUSY] * 3 + [BUSY] * 120)
+    # then it is not reported, and the route learns that bursts about twice its level happen
+    assert run_routes(engine(), route_windows(slides)) == []
+    assert 1.5 < route_state(engine(), route_windows(slides)).dispersion.peak < 3.0
+
+
+def test_a_drop_that_dips_back_over_the_clear_level_is_not_a_lasting_shift() -> None:
+    # given a busy route that falls to 60 % for six minutes, back to 85 % for 20 seconds every minute
+    # (its windows go under the clear level now and then): only a drop that stays past it is a shift
+    dip = ([0.6 * BUSY] * 4 + [0.85 * BUSY] * 2) * 6
+    slides = poisson_slides([BUSY] * WARM + dip + [BUSY] * 60, seed=3)
+    assert "drop" not in kinds_opened(run_routes(engine(), route_windows(slides)))
