@@ -68,11 +68,6 @@ def _window_end(window: RouteWindow | ClientWindow) -> int:
     return window.window_end
 
 
-def row_key(row: Row) -> str:
-    """The key the operator is partitioned by: the subject's partition key (``route#/users/{id}``)."""
-    return subject_key(row["subject_type"], row["subject"])
-
-
 def window_from_values(values: Mapping[str, Any]) -> RouteWindow | ClientWindow:
     """A row of the aggregate stream as the detectors' model object."""
     if values["subject_type"] == "route":

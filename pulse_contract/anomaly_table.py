@@ -39,9 +39,12 @@ def iso_utc(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
+SUBJECT_KEY_SEPARATOR = "#"
+
+
 def subject_key(subject_type: str, subject: str) -> str:
     """``pk``: ``route#/users/{id}`` or ``client#10.0.0.1``; also the detection operator's key."""
-    return f"{subject_type}#{subject}"
+    return f"{subject_type}{SUBJECT_KEY_SEPARATOR}{subject}"
 
 
 def sort_key(window_end_ms: int, kind: str) -> str:
