@@ -1,5 +1,7 @@
 package dev.pulse.flink;
 
+import org.apache.flink.table.annotation.DataTypeHint;
+import org.apache.flink.table.annotation.FunctionHint;
 import org.apache.flink.table.functions.AggregateFunction;
 
 import java.util.HashMap;
@@ -15,12 +17,17 @@ import java.util.Map;
  * seen in it) and merges a window's slices when it fires, instead of keeping one window state per
  * (route, client) pair and merging every pair's slices, which cost the job about twice its CPU per
  * event. The result does not depend on the order rows or slices arrive in.
+ *
+ * <p>The accumulator is a RAW value: window state on the heap keeps the Java object itself, where a
+ * structured type (a MAP column) was converted to and from Flink's binary map at every read and
+ * write of the state, a quarter of the route windows' CPU. It is serialized only for checkpoints.
  */
+@FunctionHint(accumulator = @DataTypeHint(value = "RAW", bridgedTo = TopCount.Counts.class))
 public class TopCount extends AggregateFunction<Long, TopCount.Counts> {
 
-    /** Rows seen per value. */
+    /** Rows seen per value (a public no-argument class with a public field: a POJO for Flink). */
     public static class Counts {
-        public Map<String, Long> perValue = new HashMap<>();
+        public HashMap<String, Long> perValue = new HashMap<>();
     }
 
     @Override
