@@ -118,10 +118,11 @@ def _epoch_ms(column: str) -> str:
 
 def valid_condition(config: JobConfig) -> str:
     """SQL predicate: this raw row is a usable event."""
-    # `json_object` is implied by the fields below; naming it makes every branch of the plan read the
-    # same columns of the source, so that the planner gives them one projection: one parse.
+    # `json_object` is implied by the fields below, and the raw format never gives a NULL record; naming
+    # them makes every branch of the plan read the same columns of the source (the side rows need both),
+    # so that the planner gives them one projection: one parse, one count of the record's characters.
     return (
-        f"CHAR_LENGTH(`{RAW_COLUMN}`) <= {config.windows.max_record_bytes}"
+        f"`{RAW_COLUMN}` IS NOT NULL AND `record_chars` <= {config.windows.max_record_bytes}"
         " AND `json_object`"
         f" AND `event_time` > TO_TIMESTAMP_LTZ({INVALID_EVENT_TIME_MS}, 3)"
         f" AND `id` IS NOT NULL AND CHAR_LENGTH(`id`) BETWEEN 1 AND {MAX_ID_CHARS}"
@@ -136,7 +137,7 @@ def reject_reason(config: JobConfig) -> str:
     """SQL expression naming why a row is not an event (evaluated on rejected rows only)."""
     return (
         "CASE"
-        f" WHEN CHAR_LENGTH(`{RAW_COLUMN}`) > {config.windows.max_record_bytes} THEN 'oversized'"
+        f" WHEN `record_chars` > {config.windows.max_record_bytes} THEN 'oversized'"
         " WHEN NOT `json_object` THEN 'bad_json'"  # `line` IS JSON OBJECT, from the one parse
         f" WHEN `event_time` <= TO_TIMESTAMP_LTZ({INVALID_EVENT_TIME_MS}, 3) THEN 'bad_ts'"
         " WHEN `id` IS NULL OR `route` IS NULL OR `client_ip` IS NULL OR `status` IS NULL OR `latency_ms` IS NULL"

@@ -132,9 +132,11 @@ def test_the_one_parse_gives_what_json_value_try_cast_and_is_json_object_gave(tm
         *old,
         *(typed(v, n) for v, n in zip(old, FIELDS, strict=True)),
         "line IS JSON OBJECT",
+        "CHAR_LENGTH(line)",
         *new,
         *(typed(v, n) for v, n in zip(new, FIELDS, strict=True)),
         f"{FIELDS_FUNCTION}(line).is_object",
+        f"{FIELDS_FUNCTION}(line).chars",
     ]
     half = len(columns) // 2
     rows = []
@@ -142,7 +144,7 @@ def test_the_one_parse_gives_what_json_value_try_cast_and_is_json_object_gave(tm
         for row in results:
             rows.append((row[0], list(row[1 : half + 1]), list(row[half + 1 :])))
 
-    # then every field, text and typed, and the object test agree
+    # then every field, text and typed, the object test and the record's length in characters agree
     assert len(rows) == len(records)
     differing = [(line[:80], before, after) for line, before, after in rows if before != after]
     assert differing == []
@@ -161,6 +163,7 @@ def test_every_branch_reads_one_parse_one_watermark_and_one_deduplication(tmp_pa
     # then the windows, the rejected and the late rows share one projection calling the parse
     # function, one watermark assigner and one deduplication
     assert executed.count(f"{FIELDS_FUNCTION}(line).id AS id") == 1
+    assert "CHAR_LENGTH(line)" not in executed  # the record's length comes from the parse too
     assert executed.count("WatermarkAssigner(") == 1
     assert executed.count("Deduplicate(") == 1
     assert "JSON_VALUE" not in executed and "IS JSON OBJECT" not in executed

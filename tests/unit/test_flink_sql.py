@@ -19,7 +19,7 @@ from flink_app.detection_operator import (
     client_state_ttl,
     window_from_values,
 )
-from flink_app.event_columns import sql_interval
+from flink_app.event_columns import EVENT_COLUMNS, sql_interval
 from flink_app.jvm_functions import FUNCTIONS, TOP_COUNT
 from pulse_contract import Anomaly
 
@@ -142,7 +142,8 @@ def test_every_detector_model_field_is_a_sql_column() -> None:
 
 def test_only_valid_rows_are_events_and_rejected_rows_get_a_reason() -> None:
     c = config(group("windows", max_record_bytes="1000"))
-    assert "CHAR_LENGTH(`line`) <= 1000" in stages.events_sql(c)
+    assert "`record_chars` <= 1000" in stages.events_sql(c)
+    assert any(column.expression == "CHAR_LENGTH(`line`)" for column in EVENT_COLUMNS if column.name == "record_chars")
     side = stages.side_records_sql(c)
     assert f"({stages.valid_condition(c)}) IS NOT TRUE" in side  # NULL fields are rejected too
     for reason in ("oversized", "bad_json", "bad_ts", "missing_or_mistyped_field", "out_of_range_field"):

@@ -19,11 +19,12 @@ import java.io.IOException;
  * The fields of one request event (schema v1), read from its raw JSON record in one parse.
  *
  * <p>{@code PULSE_EVENT_FIELDS(line)} returns {@code ROW<is_object, id, route, status, latency_ms,
- * client_ip, ts>}: whether the record is a JSON object (what {@code line IS JSON OBJECT} says), and
+ * client_ip, ts, chars>}: whether the record is a JSON object (what {@code line IS JSON OBJECT} says), and
  * each field as {@code JSON_VALUE(line, '$.<field>')} gives it: the text of a scalar (a number as
  * Jackson reads it with big decimals for fractions, as Flink's JSON functions do), NULL for a missing
  * field, a JSON null, an object or an array, and NULL for every field of a record that is not a JSON
- * object or not JSON at all. The job casts and validates these strings in SQL, as it did with
+ * object or not JSON at all; and {@code chars}, what {@code CHAR_LENGTH(line)} gives (the record's
+ * length for the size check, not counted when every byte is a character). The job casts and validates these strings in SQL, as it did with
  * {@code JSON_VALUE}, so that what is rejected, and why, does not change; a Flink test checks both
  * against each other on records of every kind.
  *
@@ -41,7 +42,7 @@ public class EventFields extends ScalarFunction {
 
     public static final String RESULT_TYPE =
             "ROW<is_object BOOLEAN NOT NULL, id STRING, route STRING, status STRING,"
-                    + " latency_ms STRING, client_ip STRING, ts STRING>";
+                    + " latency_ms STRING, client_ip STRING, ts STRING, chars INT NOT NULL>";
 
     // Default features and read constraints, as the ObjectMapper behind Flink's JSON functions.
     private static final JsonFactory JSON = new JsonFactory();
@@ -78,14 +79,16 @@ public class EventFields extends ScalarFunction {
     /** The fields of one record, whose UTF-8 bytes are {@code bytes} (no cache, no metric). */
     static RowData parse(StringData line, byte[] bytes) {
         String[] values = new String[FIELDS.length];
+        boolean ascii = ascii(bytes);
         boolean object;
         try {
-            object = read(parser(line, bytes), values);
+            object = read(parser(line, bytes, ascii), values);
         } catch (IOException | RuntimeException e) {
             object = false; // not JSON, or not readable as Flink's JSON functions read it
         }
-        GenericRowData row = new GenericRowData(FIELDS.length + 1);
+        GenericRowData row = new GenericRowData(FIELDS.length + 2);
         row.setField(0, object);
+        row.setField(FIELDS.length + 1, ascii ? bytes.length : BinaryStringData.fromBytes(bytes).numChars());
         for (int i = 0; i < FIELDS.length; i++) {
             // A record that is not a JSON object has no fields (JSON_VALUE gives NULL on any error).
             row.setField(i + 1, object && values[i] != null ? StringData.fromString(values[i]) : null);
@@ -93,8 +96,8 @@ public class EventFields extends ScalarFunction {
         return row;
     }
 
-    private static JsonParser parser(StringData line, byte[] bytes) throws IOException {
-        if (ascii(bytes)) {
+    private static JsonParser parser(StringData line, byte[] bytes, boolean ascii) throws IOException {
+        if (ascii) {
             // ASCII reads the same as bytes or as text; anything else is decoded as Flink does for
             // JSON_VALUE (StringData.toString), so that malformed UTF-8 is treated alike.
             return JSON.createParser(bytes);
