@@ -180,6 +180,7 @@ class LocalLambdaRuntime:
         self._user_env = dict(env or {})
         self.region = self._user_env.get("AWS_REGION") or self._user_env.get("AWS_DEFAULT_REGION") or "us-east-1"
         self._own_log = log_path is None
+        self._kept_log: str | None = None  # an own log's text once closed (the file is removed)
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="lambda-runtime-", suffix=".log")[1])
 
         self._cond = threading.Condition()
@@ -309,9 +310,14 @@ class LocalLambdaRuntime:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+        if self._own_log and self._kept_log is None:  # a temporary file of ours: keep its text, not the file
+            self._kept_log = self.log_text()
+            self.log_path.unlink(missing_ok=True)
 
     def log_text(self) -> str:
         """What the runtime process wrote to stdout and stderr (its CloudWatch log on Lambda)."""
+        if self._kept_log is not None:
+            return self._kept_log
         try:
             return self.log_path.read_text(encoding="utf-8", errors="replace")
         except OSError:

@@ -150,3 +150,17 @@ def test_an_invocation_ends_only_when_the_runtime_answered_and_the_extension_ask
 def test_a_response_for_an_invocation_not_in_progress_is_refused(runtime: LocalLambdaRuntime) -> None:
     status, _, answer = call(runtime, "POST", "/2018-06-01/runtime/invocation/not-a-request/response", {})
     assert status == 400 and answer["errorType"] == "InvalidRequestID"
+
+
+def test_a_runtime_removes_the_log_file_it_made_and_keeps_its_text() -> None:
+    # given a runtime that made its own temporary log file, with something written to it
+    local = LocalLambdaRuntime(None, timeout_s=30)
+    local.start()
+    local.log_path.write_text("START RequestId: probe\n")
+
+    # when it is closed
+    local.close()
+
+    # then the file is gone and its text is still there to read
+    assert not local.log_path.exists()
+    assert local.log_text() == "START RequestId: probe\n"
