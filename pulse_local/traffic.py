@@ -433,7 +433,7 @@ class TrafficGenerator:
         for chunk_start in range(0, self.spec.duration_s, chunk_s):
             seconds = np.arange(chunk_start, min(chunk_start + chunk_s, self.spec.duration_s))
             batches = self._background(background, seconds)
-            batches = [self._apply_route_injections(extra, batch, injections) for batch in batches]
+            batches = [self._apply_route_injections(extra, batch, injections, seconds) for batch in batches]
             batches += self._client_injections(extra, seconds, injections)
             yield from self._rows(extra, batches)
 
@@ -478,7 +478,10 @@ class TrafficGenerator:
         latency[slow] = rng.uniform(1500.0, 8000.0, int(slow.sum()))
         return np.round(latency, 2)
 
-    def _apply_route_injections(self, rng: np.random.Generator, batch: _Batch, injections: list[Injection]) -> _Batch:
+    def _apply_route_injections(
+        self, rng: np.random.Generator, batch: _Batch, injections: list[Injection], seconds: np.ndarray
+    ) -> _Batch:
+        """``injections`` of ``batch``'s route applied to it; ``seconds``: the chunk of time it covers."""
         template = self.spec.routes[batch.route].template
         for injection in injections:
             if injection.kind in CLIENT_KINDS or injection.subject != template:
@@ -496,23 +499,30 @@ class TrafficGenerator:
             elif injection.kind == "latency_surge":
                 batch.latency = np.round(np.where(inside, batch.latency * injection.magnitude, batch.latency), 2)
             elif injection.kind == "spike":
-                batch = self._add_spike(rng, batch, injection)
+                batch = self._add_spike(rng, batch, injection, seconds)
         return batch
 
-    def _add_spike(self, rng: np.random.Generator, batch: _Batch, injection: Injection) -> _Batch:
-        """The extra requests of a spike: like the route's own, (magnitude - 1) times as many."""
-        if len(batch.ts) == 0:
-            return batch
-        lo, hi = int(batch.ts.min()) // 1000 * 1000, (int(batch.ts.max()) // 1000 + 1) * 1000
-        lo, hi = max(lo, injection.start_ms), min(hi, injection.end_ms)
+    def _add_spike(self, rng: np.random.Generator, batch: _Batch, injection: Injection, seconds: np.ndarray) -> _Batch:
+        """The extra requests of a spike: like the route's own, (magnitude - 1) times as many.
+
+        Spread over the whole labelled interval within the chunk (``seconds``) at the injected rate,
+        whether or not the background has requests there: on a quiet route a minute may have none.
+        """
+        chunk_lo = self.spec.start_ms + int(seconds[0]) * 1000
+        chunk_hi = self.spec.start_ms + (int(seconds[-1]) + 1) * 1000
+        lo, hi = max(chunk_lo, injection.start_ms), min(chunk_hi, injection.end_ms)
         if hi <= lo:
             return batch
         route = self.spec.routes[batch.route]
-        seconds = np.arange(lo - self.spec.start_ms, hi - self.spec.start_ms, 1000) // 1000
-        rate = self._base_rate(route, seconds) * (injection.magnitude - 1)
-        counts = rng.poisson(rate)
+        first = (lo - self.spec.start_ms) // 1000
+        inside = np.arange(first, (hi - self.spec.start_ms + 999) // 1000)
+        rate = self._base_rate(route, inside) * (injection.magnitude - 1)
+        # Each second's share of the interval: the labelled start and end need not be on a second.
+        starts = np.maximum(self.spec.start_ms + inside * 1000, lo)
+        ends = np.minimum(self.spec.start_ms + (inside + 1) * 1000, hi)
+        counts = rng.poisson(rate * (ends - starts) / 1000)
         n = int(counts.sum())
-        ts = np.repeat(self.spec.start_ms + seconds * 1000, counts) + rng.integers(0, 1000, n)
+        ts = np.repeat(starts, counts) + (rng.random(n) * np.repeat(ends - starts, counts)).astype(np.int64)
         clients = np.searchsorted(self.client_cdf, rng.random(n) * self.client_cdf[-1])
         added = _Batch(
             batch.route,

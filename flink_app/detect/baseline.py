@@ -164,10 +164,16 @@ class Dispersion:
     windows: int = 0
     peak: float = 0.0  # the largest count / expected of a routine burst, decaying with the half-life
     peak_ms: int = 0
+    span: float = 0.0  # the longest routine burst (ms, first to last window of its excursion), decaying
+    span_ms: int = 0
 
     def burst_peak(self, at_ms: int, halflife_ms: float) -> float:
         """The routine-burst envelope at ``at_ms``: the largest ratio of a short excursion, decaying."""
         return self.peak * 0.5 ** (max(at_ms - self.peak_ms, 0) / halflife_ms)
+
+    def burst_span(self, at_ms: int, halflife_ms: float) -> float:
+        """How long (ms, first to last window of its excursion) a routine burst lasted, at most, decaying."""
+        return self.span * 0.5 ** (max(at_ms - self.span_ms, 0) / halflife_ms)
 
     def observe(
         self,
@@ -185,8 +191,9 @@ class Dispersion:
         ``hot`` windows: at or past the clear level of spike or drop) wait until it ends, and count
         only if it was routine: it lasted at most ``short_ms`` and its highest ``score`` stayed below
         :data:`ROUTINE_SCORE` (a low-severity alert at most). Such bursts are what a bursty route's
-        thresholds must allow for; an incident, a client's attack on the route, or a burst far beyond
-        the threshold is not."""
+        thresholds must allow for, their height (:meth:`burst_peak`) and their length
+        (:meth:`burst_span`); an incident, a client's attack on the route, or a burst far beyond the
+        threshold is not."""
         if hot:
             if self.since is None:
                 self.since, self.top_score, self.score_sum, self.windows = at_ms, 0.0, 0.0, 0
@@ -206,6 +213,9 @@ class Dispersion:
             peak = self.burst_peak(at_ms, peak_halflife_ms)
             if ratio > peak:
                 self.peak, self.peak_ms = ratio, at_ms
+            span = self.pending[-1][2] - self.since
+            if span > self.burst_span(at_ms, peak_halflife_ms):
+                self.span, self.span_ms = float(span), at_ms
         self.pending, self.since = [], None
         self.update(x, m, at_ms, halflife_ms, cap)
 

@@ -18,7 +18,14 @@ import math
 from dataclasses import dataclass, field
 
 from flink_app.detect.alerts import Alerts, Finding, Transition, excess_score
-from flink_app.detect.baseline import Dispersion, EwmaBaseline, LearningPause, RateBaseline, SeasonalProfile
+from flink_app.detect.baseline import (
+    ROUTINE_SCORE,
+    Dispersion,
+    EwmaBaseline,
+    LearningPause,
+    RateBaseline,
+    SeasonalProfile,
+)
 from flink_app.detect.model import RouteWindow
 from flink_app.detect.settings import DetectSettings
 from flink_app.detect.tails import binomial_upper, count_lower, count_upper, significant
@@ -321,17 +328,27 @@ class RouteDetector:
         a few sliding windows; a change that matters lasts. A strong one (``route.hold.score``; a drop
         half way from its threshold to an empty window) opens at once, and so does one that joins or
         continues an incident.
+
+        Except a spike that could still be routine (score below :data:`ROUTINE_SCORE`) on a route whose
+        routine bursts are known to last longer: it is held while its excursion is no longer than the
+        longest of them (:meth:`Dispersion.burst_span`), however far past the threshold. The heights of a
+        bursty route's bursts are heavy-tailed (a 6.6x burst after routine ones of 2x: `bursty`, tuning
+        seed 3); their length is what tells them from a change that matters.
         """
         if finding.score < self.s.alert_clear_score:
             state.runs.pop(finding.kind, None)  # back to normal: a run of flagged windows ends here
         if not finding.flagged:
             return finding
         start = state.runs.setdefault(finding.kind, end)
-        if (
-            finding.score < strong
-            and not state.alerts.is_open(finding.kind)
-            and end - start < state.size_ms - state.slide_ms
-        ):
+        if state.alerts.is_open(finding.kind):
+            return finding
+        short = finding.score < strong and end - start < state.size_ms - state.slide_ms
+        if finding.kind == "spike" and not short and finding.score < ROUTINE_SCORE:
+            # A spike that could be routine, no longer than the route's longest routine burst, is held.
+            since = state.dispersion.since if state.dispersion.since is not None else end
+            span = state.dispersion.burst_span(end, self._ms(state, "route_burst_halflife_s"))
+            short = span > 0 and end - since <= span
+        if short:
             return Finding(finding.kind, finding.observed, finding.expected, finding.score, False)
         return finding
 

@@ -166,3 +166,18 @@ def test_level_shifts_last_until_the_end_each_on_its_own_route() -> None:
     assert all(label.end_ms == generator.spec.start_ms + 6 * 3600_000 for label in labels)
     with pytest.raises(ValueError):
         generator.plan(kinds=("silence",), per_kind=1, shift=True)
+
+
+def test_a_spike_on_a_quiet_route_adds_its_requests_over_the_whole_interval() -> None:
+    """Not only between the route's own requests of each minute: a quiet route has minutes without any."""
+    generator = TrafficGenerator(TrafficSpec(seed=8, duration_s=1800, peak_rps=1.0, start_phase=0.5))
+    start = generator.spec.start_ms
+    injection = Injection("spike", "/admin/reports", start + 300_500, start + 900_250, 301.0, ("/admin/reports",))
+    background = {e["id"] for e in generator.events()}
+    added = [e for e in generator.events([injection]) if e["id"] not in background]
+    assert all(e["route"] == "/admin/reports" and injection.start_ms <= e["ts"] < injection.end_ms for e in added)
+    rate = generator.expected_per_minute("/admin/reports", start + 600_000) * 300  # extra requests per minute
+    assert 5 < rate < 30  # while the route itself has about one request in ten minutes
+    per_minute = Counter((e["ts"] - injection.start_ms) // 60_000 for e in added)
+    assert all(per_minute[m] > 0 for m in range(10))  # every minute of the labelled interval, none missing
+    assert abs(len(added) - rate * 9.9958) < 5 * math.sqrt(rate * 10)
