@@ -257,8 +257,10 @@ class SeasonalProfile:
     route's level (an EWMA of count / factor) carries the volume, the profile only the shape.
 
     Stages: 0 until every hour has been seen on ``min_days`` days (factor 1: today's behaviour);
-    1 daily shape; 2 also the weekly shape, once every weekday has been seen ``min_weeks`` times
-    (the daily means are learned from counts divided by the daily shape, so a partial day counts).
+    1 daily shape, times the weekly shape of the weekdays seen ``min_weeks`` times (:meth:`weekly`: the
+    others at the seen ones' mean); 2 once every weekday has been (the factor is the same, the whole
+    week is known). The daily means are learned from counts divided by the daily shape, so a partial
+    day counts; a newly learned day rescales the level (:meth:`roll`).
 
     State: 31 floats, 31 small ints and 6 numbers; pickled, about 700 bytes per route.
     """
@@ -279,41 +281,69 @@ class SeasonalProfile:
             return 0
         return 2 if min(self.day_visits) >= min_weeks else 1
 
-    def factor(self, at_ms: int, stage: int) -> float:
-        if stage == 0:
-            return 1.0
+    def daily(self, at_ms: int) -> float:
+        """The daily shape at ``at_ms``: the hourly means interpolated between hour centres, over their mean."""
         mean = sum(self.hours) / 24
         if mean <= 0:
             return 1.0
         position = (at_ms % DAY_MS) / HOUR_MS - 0.5  # hour centres at h + 0.5
         low = math.floor(position)
         share = position - low
-        daily = ((1 - share) * self.hours[low % 24] + share * self.hours[(low + 1) % 24]) / mean
-        if stage == 2:
-            week_mean = sum(self.days) / 7
-            if week_mean > 0:
-                daily *= self.days[weekday(at_ms)] / week_mean
-        return max(daily, 1e-3)
+        return ((1 - share) * self.hours[low % 24] + share * self.hours[(low + 1) % 24]) / mean
 
-    def learn(self, value: float, at_ms: int, stage: int, halflife_days: float) -> None:
-        """Add one window's count (at its middle, ``at_ms``); a finished hour or day is folded in."""
+    def weekly(self, at_ms: int, min_weeks: int) -> float:
+        """The weekday's level over the weekdays' mean. A weekday seen fewer than ``min_weeks`` times is
+        taken at the mean of those seen (so the seen ones are used from the first, and the mean over
+        the week stays that of the seen ones); 1 while none is."""
+        seen = [mean for mean, visits in zip(self.days, self.day_visits, strict=True) if visits >= min_weeks]
+        if not seen:
+            return 1.0
+        week_mean = sum(seen) / len(seen)
+        day = weekday(at_ms)
+        if week_mean <= 0 or self.day_visits[day] < min_weeks:
+            return 1.0
+        return self.days[day] / week_mean
+
+    def factor(self, at_ms: int, stage: int, min_weeks: int = 1) -> float:
+        if stage == 0:
+            return 1.0
+        return max(self.daily(at_ms) * self.weekly(at_ms, min_weeks), 1e-3)
+
+    def roll(self, at_ms: int, halflife_days: float, min_weeks: int = 1) -> float:
+        """Fold the hour and the day that ended before ``at_ms`` (a window's middle) into their means.
+
+        Returns by how much the level should be multiplied: a newly learned day changes every weekday's
+        factor (its own from the seen days' mean to its mean, the others' through the mean); the level
+        is rescaled so that the day just learned keeps the count it was expected at (the level learned
+        from its windows). Without it, a weekend seen at the average level carries its half level into
+        Monday, where it looks like a spike (`weekly`, tuning seed 1).
+        """
         hour, day = at_ms // HOUR_MS, at_ms // DAY_MS
         if hour != self.hour_at:
             if self.hour_n:
                 bucket = self.hour_at % 24
                 self._fold(self.hours, self.hour_visits, bucket, self.hour_sum / self.hour_n, halflife_days)
             self.hour_at, self.hour_sum, self.hour_n = hour, 0.0, 0
+        ratio = 1.0
         if day != self.day_at:
             if self.day_n:
-                self._fold(
-                    self.days, self.day_visits, weekday(self.day_at * DAY_MS), self.day_sum / self.day_n, halflife_days
-                )
+                learned = self.day_at * DAY_MS
+                before = self.weekly(learned, min_weeks)
+                self._fold(self.days, self.day_visits, weekday(learned), self.day_sum / self.day_n, halflife_days)
+                after = self.weekly(learned, min_weeks)
+                if after > 0:
+                    ratio = before / after
             self.day_at, self.day_sum, self.day_n = day, 0.0, 0
-        week = self.factor(at_ms, 2) / self.factor(at_ms, 1) if stage == 2 else 1.0
-        self.hour_sum += value / week  # the daily shape without the weekday's level
+        return ratio
+
+    def learn(self, value: float, at_ms: int, stage: int, halflife_days: float, min_weeks: int = 1) -> None:
+        """Add one window's count (at its middle, ``at_ms``); a finished hour or day is folded in."""
+        self.roll(at_ms, halflife_days, min_weeks)
+        week = self.weekly(at_ms, min_weeks) if stage >= 1 else 1.0
+        self.hour_sum += value / max(week, 1e-3)  # the daily shape without the weekday's level
         self.hour_n += 1
         if stage >= 1:  # the weekday's level without the daily shape
-            self.day_sum += value / self.factor(at_ms, 1)
+            self.day_sum += value / max(self.daily(at_ms), 1e-3)
             self.day_n += 1
 
     @staticmethod

@@ -181,6 +181,7 @@ class RouteDetector:
                 silence.held, silence.last_hot = False, end
         self._track_geometry(state, window)
         partial = window.window_start < state.full_from
+        self._roll_season(state, end)
 
         own = own_count(state, window, self.s.route_warmup_windows)
         found, count = self._findings(state, window, own, partial)
@@ -204,7 +205,7 @@ class RouteDetector:
     def season_factor(self, state: RouteState, end_ms: int, stage: int | None = None) -> float:
         """The seasonal profile's factor for a window ending at ``end_ms`` (taken at its middle)."""
         middle = end_ms - state.size_ms // 2
-        return state.season.factor(middle, state.season_stage if stage is None else stage)
+        return state.season.factor(middle, state.season_stage if stage is None else stage, self.s.season_min_weeks)
 
     def expected_count(self, state: RouteState, at_ms: int) -> float:
         """The count the baseline expects for a window ending at ``at_ms``: level x seasonal factor."""
@@ -457,7 +458,9 @@ class RouteDetector:
         if not partial and (may_learn or state.season_stage == 0):
             # Until the profile is in use it learns from every full window: a route whose night looks
             # like a drop to the level must still get to know its nights.
-            state.season.learn(count, end - state.size_ms // 2, state.season_stage, s.season_halflife_days)
+            state.season.learn(
+                count, end - state.size_ms // 2, state.season_stage, s.season_halflife_days, s.season_min_weeks
+            )
         if may_learn:
             self._advance_season(state, end)
             factor = self.season_factor(state, end)
@@ -466,7 +469,9 @@ class RouteDetector:
             clip = s.route_clip_z * noise if state.count.samples else None
             state.count.update(level, end, halflife_ms, clip, spread=state.count_pause.calm)
             self._learn_top_share(state, window, halflife_ms)
-            state.season.learn(count, end - state.size_ms // 2, state.season_stage, s.season_halflife_days)
+            state.season.learn(
+                count, end - state.size_ms // 2, state.season_stage, s.season_halflife_days, s.season_min_weeks
+            )
         if window.count > 0 and self._may_learn(state.errors_pause, state, findings, ("error_surge",), end):
             state.errors.update(float(window.errors_5xx), float(window.count), end, halflife_ms)
         if window.count >= s.latency_min_count and self._may_learn(
@@ -489,6 +494,14 @@ class RouteDetector:
         if state.top_share.samples and top > 2.0 * state.top_share.rate * window.count + 2:
             return
         state.top_share.update(float(top), float(window.count), window.window_end, halflife_ms)
+
+    def _roll_season(self, state: RouteState, end: int) -> None:
+        """Fold the profile's finished hour and day before a window is judged; a newly learned weekday
+        rescales the level so that the day just learned keeps its expected count (``SeasonalProfile.roll``)."""
+        ratio = state.season.roll(end - state.size_ms // 2, self.s.season_halflife_days, self.s.season_min_weeks)
+        if ratio != 1.0 and state.season_stage >= 1:
+            state.count.mean *= ratio
+            state.count.abs_dev *= ratio
 
     def _advance_season(self, state: RouteState, end: int) -> None:
         """Use the seasonal profile once it has seen enough; the level is rescaled so that the expected
