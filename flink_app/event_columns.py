@@ -39,9 +39,9 @@ class ComputedColumn:
         return f"`{self.name}` AS {self.expression}"
 
 
-# The JVM function that parses a record once (flink_app/jvm_functions.py) and its result's fields.
+# The JVM function that parses a record once (flink_app/jvm_functions.py); its result's fields are
+# read by name below (EventFields.RESULT_TYPE declares them).
 FIELDS_FUNCTION = EVENT_FIELDS.name
-PARSED_FIELDS = ("is_object", "id", "route", "status", "latency_ms", "client_ip", "ts", "chars")
 
 
 def _parsed(name: str) -> str:

@@ -130,8 +130,8 @@ def create_environment(
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     align_local_jvm(config)
     if not on_managed_flink():
-        # Every job needs it: the connectors, and the function that parses each record
-        # (flink_app/event_columns.py). On Managed Flink the `jarfile` run option already put it on the classpath.
+        # Every job needs it: the connectors, and the job's own functions (flink_app/jvm_functions.py),
+        # one of which parses each record. On Managed Flink the `jarfile` run option already put it on the classpath.
         env.add_jars(connector_jar().as_uri())
     if on_managed_flink():
         deps = APP_ROOT / "deps"

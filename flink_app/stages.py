@@ -207,8 +207,8 @@ def side_records_sql(config: JobConfig) -> str:
 # the planner prunes each query's columns below the deduplication, and two queries that read
 # different columns of it get a deduplication each (two shuffles by `id`, two states); naming every
 # column in both gives them the same one.
-EVENT_FIELDS = ("route", "status", "latency_ms", "client_ip")
-EVERY_EVENT = " AND ".join(f"`{name}` IS NOT NULL" for name in EVENT_FIELDS)
+REQUIRED_EVENT_COLUMNS = ("route", "status", "latency_ms", "client_ip")
+EVERY_EVENT = " AND ".join(f"`{name}` IS NOT NULL" for name in REQUIRED_EVENT_COLUMNS)
 
 
 def route_windows_sql(config: JobConfig) -> str:

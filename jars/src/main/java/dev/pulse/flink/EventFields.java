@@ -37,7 +37,7 @@ import java.io.IOException;
  */
 public class EventFields extends ScalarFunction {
 
-    /** Field order of the result row; {@code flink_app/event_columns.py} names them too. */
+    /** The event fields of the result row, in order after {@code is_object}; {@code chars} comes last. */
     static final String[] FIELDS = {"id", "route", "status", "latency_ms", "client_ip", "ts"};
 
     public static final String RESULT_TYPE =
@@ -65,10 +65,11 @@ public class EventFields extends ScalarFunction {
             return lastFields;
         }
         byte[] bytes = line.toBytes();
-        RowData fields = parse(line, bytes);
         // A private copy: with object reuse the caller's string may point at memory that the next
         // record overwrites, so the cache must never compare against it.
-        lastLine = BinaryStringData.fromBytes(bytes);
+        BinaryStringData copy = BinaryStringData.fromBytes(bytes);
+        RowData fields = parse(copy, bytes);
+        lastLine = copy;
         lastFields = fields;
         if (parsed != null) {
             parsed.inc();
@@ -77,7 +78,7 @@ public class EventFields extends ScalarFunction {
     }
 
     /** The fields of one record, whose UTF-8 bytes are {@code bytes} (no cache, no metric). */
-    static RowData parse(StringData line, byte[] bytes) {
+    static RowData parse(BinaryStringData line, byte[] bytes) {
         String[] values = new String[FIELDS.length];
         boolean ascii = ascii(bytes);
         boolean object;
@@ -88,7 +89,7 @@ public class EventFields extends ScalarFunction {
         }
         GenericRowData row = new GenericRowData(FIELDS.length + 2);
         row.setField(0, object);
-        row.setField(FIELDS.length + 1, ascii ? bytes.length : BinaryStringData.fromBytes(bytes).numChars());
+        row.setField(FIELDS.length + 1, ascii ? bytes.length : line.numChars());
         for (int i = 0; i < FIELDS.length; i++) {
             // A record that is not a JSON object has no fields (JSON_VALUE gives NULL on any error).
             row.setField(i + 1, object && values[i] != null ? StringData.fromString(values[i]) : null);
