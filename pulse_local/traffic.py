@@ -266,7 +266,11 @@ class TrafficGenerator:
         self.client_cdf = np.cumsum(self.client_weights)
         self.client_ips = [_random_ip(setup) for _ in range(n)]
         self.client_agents = [USER_AGENTS[int(i)] for i in setup.integers(0, len(USER_AGENTS), n)]
-        self.route_index = {route.template: i for i, route in enumerate(spec.routes)}
+        # A template's main route: the first of its methods (GET /users/{user_id}, not PUT), which
+        # scanners probe and whose rate decides where an injection goes.
+        self.route_index: dict[str, int] = {}
+        for i, route in enumerate(spec.routes):
+            self.route_index.setdefault(route.template, i)
         steps = spec.duration_s // 10 + 2
         # Slow log-drifts (AR(1) per 10 s, correlation time ~8 min), per route and for the site.
         drifts = np.zeros((len(spec.routes) + 1, steps))
@@ -408,20 +412,23 @@ class TrafficGenerator:
 
     def _client_routes(self, kind: str) -> tuple[str, ...]:
         if kind == "ip_burst":
-            return tuple(template for template, _ in self._burst_mix())
+            return tuple(self.spec.routes[index].template for index, _ in self._burst_mix())
         if kind == "ip_scan":
             return (UNMATCHED_ROUTE, "/items/{item_id}", "/users/{user_id}")
         return ("/auth/login",)
 
-    def _burst_mix(self) -> list[tuple[str, float]]:
-        """A scraper reads what browsers read: the GET routes, in their usual proportions."""
+    def _burst_mix(self) -> list[tuple[int, float]]:
+        """A scraper reads what browsers read: the GET routes (their indices), in their usual proportions.
+
+        By index, not template: several methods share a template (GET and PUT ``/users/{user_id}``),
+        and a scraper's requests are the GET route's, with its latency."""
         routes = [
-            r
-            for r in self.spec.routes
+            (i, r)
+            for i, r in enumerate(self.spec.routes)
             if r.method == "GET" and r.rhythm and r.template != UNMATCHED_ROUTE and r.share >= 0.01
         ]
-        total = sum(r.share for r in routes)
-        return [(r.template, r.share / total) for r in routes]
+        total = sum(r.share for _, r in routes)
+        return [(i, r.share / total) for i, r in routes]
 
     # --- events -----------------------------------------------------------------------------------------
 
@@ -557,13 +564,13 @@ class TrafficGenerator:
             mix = self._burst_mix()
             picks = rng.choice(len(mix), n, p=[share for _, share in mix])
             batches = []
-            for j, (template, _) in enumerate(mix):
-                route = self.spec.routes[self.route_index[template]]
+            for j, (index, _) in enumerate(mix):
+                route = self.spec.routes[index]
                 m = int((picks == j).sum())
                 sel = ts[picks == j]
                 batches.append(
                     _Batch(
-                        self.route_index[template],
+                        index,
                         sel,
                         np.full(m, -1),
                         self._statuses(rng, route, m, route.p_error),

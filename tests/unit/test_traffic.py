@@ -112,8 +112,13 @@ def test_each_kind_of_injection_leaves_its_mark(kind: str) -> None:
         )
     elif kind == "ip_burst":
         assert len(now) > 300 * (label.end_ms - label.start_ms) / 60_000
+        # A scraper reads: the GET routes, each request as slow as that GET route's (several methods
+        # share a template, e.g. GET and PUT /users/{user_id}).
+        assert {e["method"] for e in now} == {"GET"}
+        assert {e["route"] for e in now} == set(label.routes)
     elif kind == "ip_scan":
         assert all(e["status"] == 404 for e in now) and sum(e["route"] == UNMATCHED_ROUTE for e in now) > len(now) / 2
+        assert {e["method"] for e in now} == {"GET"}  # probes read: GET /users/{user_id}, not its PUT
     else:
         assert all(e["route"] == "/auth/login" for e in now)
         assert sum(e["status"] in (401, 403) for e in now) > 0.8 * len(now)
