@@ -21,7 +21,14 @@ DEFAULT_PEAK_RPS = 25.0  # the traffic the detector defaults were tuned on (puls
 ROUTE_WARMUP_WINDOWS = 20  # 40 s of 2 s slides: the demo's baselines learn from its first minute
 CHECKPOINT_INTERVAL_S = 10
 BUNDLE_TIME_MS = 200  # windows cross into Python within this (latency), instead of 1 s
-DETECT_DURATIONS = ("route.halflife.s", "learn.pause.s", "relearn.s", "client.halflife.s", "alert.cooldown.s")
+DETECT_DURATIONS = (
+    "route.halflife.s",
+    "learn.pause.s",
+    "relearn.s",
+    "client.halflife.s",
+    "alert.cooldown.s",
+    "latency.pool.s",
+)
 DETECT_COUNT_FLOORS = ("spike.min.count", "drop.min.expected", "burst.min.count", "scan.min.count", "auth.min.count")
 
 

@@ -134,7 +134,6 @@ class LearningPause:
         return at_ms - self.since >= (relearn_ms if incident else pause_ms)
 
 
-DISPERSION_PRIOR = 60
 # An excursion that scored this high (twice the threshold's distance) is not a routine burst.
 ROUTINE_SCORE = 2.0
 

@@ -20,6 +20,7 @@ WINDOW_FLOORS: dict[str, float] = {
     "client_halflife_s": 30,
     "route_dispersion_halflife_s": 200,
     "route_burst_halflife_s": 500,
+    "latency_pool_s": 3,
 }
 
 
@@ -70,6 +71,7 @@ class DetectSettings(BaseModel):
     latency_ratio: float = Field(2.0, gt=1, alias="latency.ratio")
     latency_z: float = Field(5.0, gt=0, alias="latency.z")
     latency_noise_rel: float = Field(0.05, ge=0, alias="latency.noise.rel")
+    latency_pool_s: float = Field(300.0, ge=0, alias="latency.pool.s")
 
     # --- clients -----------------------------------------------------------------------------------
     client_warmup_windows: int = Field(3, ge=1, alias="client.warmup.windows")

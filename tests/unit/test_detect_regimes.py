@@ -3,6 +3,7 @@ incident per cause; windows of any size (issue 16)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 
@@ -10,8 +11,10 @@ import numpy as np
 
 from flink_app.detect.baseline import DAY_MS, HOUR_MS, SeasonalProfile, weekday
 from flink_app.detect.model import RouteWindow
+from flink_app.detect.routes import RouteState, latency_sample
 from tests.synthetic import (
     SIZE_MS,
+    SLIDE_MS,
     T0,
     Slide,
     clients_window,
@@ -251,3 +254,55 @@ def test_a_latency_rise_on_a_steady_route_is_found_at_any_window_size() -> None:
         means = [max(12.0, 1000.0 * size_s / 3600)] * len(latency)
         anomalies = run_routes(engine(), tumbling(means, size_s, latency=latency))
         assert [a.kind for a in opened(anomalies)] == ["latency_surge"], size_s
+
+
+# --- latency on quiet routes ------------------------------------------------------------------------
+
+
+def test_a_quiet_routes_latency_rise_is_judged_on_the_windows_before_it() -> None:
+    # given a route at about three requests a minute (fewer than latency.min.count in nearly every window), its
+    # typical latency 40 ms with a lognormal spread, which rises 3.5 times for five minutes
+    rates = [0.5] * 480 + [0.5] * 30 + [0.5] * 120
+    for seed in (1, 2, 3):
+        slides = poisson_slides(rates, seed=seed, latency_ms=40.0, latency_sigma=0.3)
+        slides = [
+            dataclasses.replace(s, latency_ms=3.5 * s.latency_ms) if 480 <= i < 510 else s for i, s in enumerate(slides)
+        ]
+        windows = route_windows(slides)
+        assert sum(w.count >= 10 for w in windows) < 0.01 * len(windows)
+        # then the rise is found, pooled with the disjoint windows before it, within its five minutes
+        surges = opened(run_routes(engine(), windows))
+        assert [a.kind for a in surges] == ["latency_surge"], seed
+        assert 480 < slot_of(surges[0].window_end) <= 510
+        # while without pooling the rise is not seen
+        assert opened(run_routes(engine(**{"latency.pool.s": 0}), windows), "latency_surge") == []
+
+
+def test_pooled_windows_count_each_request_once() -> None:
+    # given one request per 10-second slide: six per 60-second window, sliding by 10 s
+    state = RouteState(size_ms=SIZE_MS)
+    windows = route_windows([Slide(1, latency_ms=10.0 * (i + 1)) for i in range(30)])
+    samples = [latency_sample(state, w, 10, 300_000) for w in windows]
+    last = samples[-1]
+    # then a window is pooled with the windows ending one and two window sizes before it: twelve requests
+    # (two disjoint windows), not the 6 + 6 overlapping ones of its neighbours
+    assert last is not None and last.count == 12
+    assert last.latency_max == 300.0 and last.latency_mean == sum(10.0 * (i + 1) for i in range(18, 30)) / 12
+    # and a window with enough requests is judged alone, and nothing before it is pooled after it
+    busy = dataclasses.replace(windows[-1], window_end=windows[-1].window_end + SLIDE_MS, count=10)
+    assert latency_sample(state, busy, 10, 300_000) is busy
+    after = dataclasses.replace(windows[-1], window_end=busy.window_end + SIZE_MS, count=4)
+    assert latency_sample(state, after, 10, 300_000) is None
+
+
+def test_a_scrapers_slow_requests_are_not_the_routes_latency_surge() -> None:
+    # given a busy route whose busiest client usually sends a tenth of its requests, and a client that adds
+    # twice the route's traffic for four minutes, all of it slow (the window's typical latency triples)
+    background = poisson_slides([20.0] * 240 + [20.0] * 60)
+    scraped = [
+        Slide(s.count + 40, client=40, latency_ms=150.0) if 240 <= i < 264 else s for i, s in enumerate(background)
+    ]
+    # then the route reports nothing (the client kinds see the client)
+    assert run_routes(engine(), route_windows(scraped, top_share=0.1)) == []
+    # while without the busiest client's count it is the route's latency surge
+    assert "latency_surge" in {a.kind for a in opened(run_routes(engine(), route_windows(scraped)))}

@@ -298,3 +298,39 @@ def test_a_drop_that_dips_back_over_the_clear_level_is_not_a_lasting_shift() -> 
     dip = ([0.6 * BUSY] * 4 + [0.85 * BUSY] * 2) * 6
     slides = poisson_slides([BUSY] * WARM + dip + [BUSY] * 60, seed=3)
     assert "drop" not in kinds_opened(run_routes(engine(), route_windows(slides)))
+
+
+def test_a_scrapers_burst_that_is_not_suspicious_is_not_learned_into_the_routes_level() -> None:
+    # given a busy route whose busiest client usually sends a tenth of its requests, and one client that
+    # adds 60 % of the route's traffic for six minutes (1.6x: under the clear level, nothing to report)
+    background = poisson_slides([BUSY] * WARM + [BUSY] * 36 + [BUSY] * 6)
+    extra = int(0.6 * BUSY)
+    scraped = [Slide(s.count + extra, client=extra) if WARM <= i < WARM + 36 else s for i, s in enumerate(background)]
+    before = route_state(engine(), route_windows(scraped[:WARM], top_share=0.1)).count.mean
+    after = route_state(engine(), route_windows(scraped, top_share=0.1)).count.mean
+    # then the level learned the route's own traffic, not the client's: a whole-count level would be ~20 % up
+    assert abs(after / before - 1) < 0.05
+    # while the same requests from the route's usual mix of clients are the route's traffic
+    crowd = [Slide(s.count + extra) if WARM <= i < WARM + 36 else s for i, s in enumerate(background)]
+    assert route_state(engine(), route_windows(crowd, top_share=0.1)).count.mean > 1.1 * before
+
+
+def test_a_weak_burst_before_the_routes_bursts_are_known_is_held_like_a_routine_one() -> None:
+    # given a busy route that bursts to three times its level for two minutes (score ~1.3: could be routine)
+    # as soon as it is judged (30 windows), before its dispersion has learned from twice as many
+    early = poisson_slides([BUSY] * 40 + [3 * BUSY] * 12 + [BUSY] * 100)
+    # then nothing is reported: a routine burst may last up to learn.pause.s
+    assert opened(run_routes(engine(), route_windows(early))) == []
+    # while the same burst once the route has been watched for longer is a spike (its bursts are known:
+    # none), as is a first burst that lasts longer than a routine one could
+    later = poisson_slides([BUSY] * WARM + [3 * BUSY] * 12 + [BUSY] * 100)
+    assert kinds_opened(run_routes(engine(), route_windows(later))) == {"spike"}
+    lasting = poisson_slides([BUSY] * 40 + [3 * BUSY] * 30 + [BUSY] * 100)
+    assert kinds_opened(run_routes(engine(), route_windows(lasting))) == {"spike"}
+
+
+def test_the_seasonal_profile_learns_each_window_once() -> None:
+    # given 30 minutes of steady traffic within one hour: every full window is learned, the first six
+    # (partial: the route's traffic starts within them) are not
+    state = route_state(engine(), route_windows(poisson_slides([BUSY] * 180)))
+    assert state.season.hour_n == 180 - 6
