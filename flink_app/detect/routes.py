@@ -330,8 +330,9 @@ class RouteDetector:
 
         A spike is judged on the route's own count (:func:`own_count`, which the record reports), a drop
         on the whole count. The baselines learn the whole count, except from a window that only one
-        client's excess made suspicious, or that holds one client's burst (:func:`client_burst`): then
-        the route's own count (the client's burst is not the route's level or burstiness).
+        client's excess made suspicious, or that holds one client's burst beyond chance
+        (:func:`beyond_chance`): then the route's own count (the client's burst is not the route's level
+        or burstiness).
         """
         s = self.s
         findings: list[Finding] = []
