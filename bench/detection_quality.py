@@ -283,7 +283,15 @@ def run_regime(name: str, regime: Regime, args: argparse.Namespace, base: JobCon
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(FRESH_SEEDS))
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=list(FRESH_SEEDS),
+        help="traffic seeds; each regime runs the first of them only ("
+        + ", ".join(f"{name} {regime.seeds}" for name, regime in REGIMES.items())
+        + ")",
+    )
     parser.add_argument(
         "--start-hour",
         type=float,
