@@ -12,6 +12,8 @@ import pytest
 from flink_app.detect.backtest import replay_windows
 from flink_app.detect.engine import DetectionEngine, RouteState
 from flink_app.detect.model import RouteWindow
+from flink_app.detect.routes import beyond_chance, client_burst
+from flink_app.detect.settings import DetectSettings
 from pulse_contract import ROUTE_KINDS, UNMATCHED_ROUTE
 from tests.synthetic import (
     SLIDE_MS,
@@ -334,3 +336,21 @@ def test_the_seasonal_profile_learns_each_window_once() -> None:
     # (partial: the route's traffic starts within them) are not
     state = route_state(engine(), route_windows(poisson_slides([BUSY] * 180)))
     assert state.season.hour_n == 180 - 6
+
+
+def test_a_busiest_client_above_its_share_by_chance_is_not_taken_out_of_the_level() -> None:
+    # given a route whose busiest client usually sends a tenth of a window's requests
+    state = RouteState(size_ms=60_000)
+    state.top_share.update(10.0, 100.0, T0, 600_000.0)
+    p = DetectSettings().window_p(state.size_ms)
+
+    def window(count: int, top: int) -> RouteWindow:
+        return RouteWindow("/cart", T0, T0 + 60_000, count, 0, 0, 50.0, 50.0, math.log(50.0), top)
+
+    # then 7 of 23 is above twice its share (its latency is not the route's) but chance (P = 0.6 %): the
+    # level learns the whole count
+    assert client_burst(state, window(23, 7)) and not beyond_chance(state, window(23, 7), p)
+    # while a scraper's 65 of 90 is no chance: the level learns the route's own count
+    assert beyond_chance(state, window(90, 65), p)
+    # and a window within twice the usual share is no client's burst at all
+    assert not client_burst(state, window(23, 4)) and not beyond_chance(state, window(23, 4), p)
