@@ -66,7 +66,10 @@ def job_groups(stream_arn: str, table: str, endpoint: str, region: str) -> list[
             "PropertyGroupId": "pulse.sink",
             "PropertyMap": {"table.name": table, "aws.endpoint": endpoint, "aws.region": region},
         },
-        {"PropertyGroupId": "pulse.detect", "PropertyMap": {"route.warmup.windows": "6"}},
+        {  # judged after 6 windows; its steady traffic has no routine bursts to learn first
+            "PropertyGroupId": "pulse.detect",
+            "PropertyMap": {"route.warmup.windows": "6", "route.burst.warmup.windows": "12"},
+        },
         {"PropertyGroupId": "pulse.job", "PropertyMap": {"parallelism": "1"}},  # as the demo: one Python worker
     ]
     JobConfig.from_property_groups(groups).check_runnable()

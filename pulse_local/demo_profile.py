@@ -49,7 +49,12 @@ def windows_group() -> dict[str, str]:
 def detect_group(peak_rps: float) -> dict[str, str]:
     defaults = DetectSettings().model_dump(by_alias=True)
     scale = count_scale(peak_rps)
-    values: dict[str, Any] = {"route.warmup.windows": ROUTE_WARMUP_WINDOWS}
+    # The demo's traffic has no routine bursts, and its first injection comes right after the warm-up:
+    # a route's bursts are taken as known once it is judged (no hold for a young route's bursts).
+    values: dict[str, Any] = {
+        "route.warmup.windows": ROUTE_WARMUP_WINDOWS,
+        "route.burst.warmup.windows": ROUTE_WARMUP_WINDOWS,
+    }
     values |= {key: round(float(defaults[key]) / TIME_SCALE, 3) for key in DETECT_DURATIONS}
     values |= {key: round(max(float(defaults[key]) * scale, 1.0), 2) for key in DETECT_COUNT_FLOORS}
     return {key: str(value) for key, value in values.items()}

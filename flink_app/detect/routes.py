@@ -423,10 +423,10 @@ class RouteDetector:
         longest of them (:meth:`Dispersion.burst_span`), however far past the threshold. The heights of a
         bursty route's bursts are heavy-tailed (a 6.6x burst after routine ones of 2x: `bursty`, tuning
         seed 3); their length is what tells them from a change that matters. Until the route's
-        dispersion has learned from twice ``route.warmup.windows`` windows (the warm-up once more) its
-        bursts are unknown, and any burst up to ``learn.pause.s`` (the longest a routine one may be)
-        could be routine: a bursty route's first 2.7x burst, eight minutes after it started, was a spike
-        (`bursty`, held-out seed 8102).
+        dispersion has learned from ``route.burst.warmup.windows`` windows its bursts are unknown, and
+        any burst up to ``learn.pause.s`` (the longest a routine one may be) could be routine: a bursty
+        route's first 2.7x burst, eight minutes after it started, was a spike (`bursty`, held-out seed
+        8102).
         """
         if finding.score < self.s.alert_clear_score:
             state.runs.pop(finding.kind, None)  # back to normal: a run of flagged windows ends here
@@ -440,7 +440,7 @@ class RouteDetector:
             # A spike that could be routine, no longer than the route's longest routine burst, is held.
             since = state.dispersion.since if state.dispersion.since is not None else end
             span = state.dispersion.burst_span(end, self._ms(state, "route_burst_halflife_s"))
-            if state.dispersion.samples < 2 * self.s.route_warmup_windows:  # its bursts are not known yet
+            if state.dispersion.samples < self.s.route_burst_warmup_windows:  # its bursts are not known yet
                 span = max(span, self._ms(state, "learn_pause_s"))
             short = span > 0 and end - since <= span
         if short:

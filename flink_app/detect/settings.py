@@ -34,6 +34,7 @@ class DetectSettings(BaseModel):
 
     # --- route baselines -------------------------------------------------------------------------
     route_warmup_windows: int = Field(30, ge=1, alias="route.warmup.windows")
+    route_burst_warmup_windows: int = Field(60, ge=0, alias="route.burst.warmup.windows")
     route_halflife_s: float = Field(600.0, gt=0, alias="route.halflife.s")
     route_clip_z: float = Field(2.5, gt=0, alias="route.clip.z")
     route_noise_rel: float = Field(0.05, ge=0, alias="route.noise.rel")

@@ -31,7 +31,8 @@ WINDOWS = {
     "watermark.delay.s": "1",
     "idle.timeout.s": "2",
 }
-DETECT = {"route.warmup.windows": "4"}
+# Judged after 4 windows; the test traffic has no routine bursts, so they count as known soon after.
+DETECT = {"route.warmup.windows": "4", "route.burst.warmup.windows": "8"}
 
 
 @pytest.fixture(autouse=True)

@@ -319,7 +319,7 @@ def test_a_scrapers_burst_that_is_not_suspicious_is_not_learned_into_the_routes_
 
 def test_a_weak_burst_before_the_routes_bursts_are_known_is_held_like_a_routine_one() -> None:
     # given a busy route that bursts to three times its level for two minutes (score ~1.3: could be routine)
-    # as soon as it is judged (30 windows), before its dispersion has learned from twice as many
+    # as soon as it is judged (30 windows), before its dispersion has learned from 60 (route.burst.warmup.windows)
     early = poisson_slides([BUSY] * 40 + [3 * BUSY] * 12 + [BUSY] * 100)
     # then nothing is reported: a routine burst may last up to learn.pause.s
     assert opened(run_routes(engine(), route_windows(early))) == []
@@ -329,6 +329,8 @@ def test_a_weak_burst_before_the_routes_bursts_are_known_is_held_like_a_routine_
     assert kinds_opened(run_routes(engine(), route_windows(later))) == {"spike"}
     lasting = poisson_slides([BUSY] * 40 + [3 * BUSY] * 30 + [BUSY] * 100)
     assert kinds_opened(run_routes(engine(), route_windows(lasting))) == {"spike"}
+    # and where a route's bursts are taken as known once it is judged, the early burst is a spike too
+    assert kinds_opened(run_routes(engine(route_burst_warmup_windows=30), route_windows(early))) == {"spike"}
 
 
 def test_the_seasonal_profile_learns_each_window_once() -> None:
