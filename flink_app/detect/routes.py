@@ -580,8 +580,8 @@ class RouteDetector:
     def _learn_top_share(state: RouteState, window: RouteWindow, halflife_ms: float) -> None:
         """The busiest client's share, from the windows the level learns (weighted by their counts). Once
         known, a window of one client's burst (:func:`client_burst`) teaches nothing: learning even part
-        of it, window after window, would make the burst the usual share (the level learns the route's
-        own count from such a window)."""
+        of it, window after window, would make the burst the usual share (where chance cannot explain the
+        burst, :func:`beyond_chance`, the level learns the route's own count from the window)."""
         top = window.top_client_count
         if top is None or window.count <= 0:
             return
